@@ -1,0 +1,774 @@
+/*-------------------------------------------------------------------------
+ *
+ * admission.c
+ *	  Per-queue state shared by every backend: admission, job counts and
+ *	  wake-ups.
+ *
+ * When the library is in shared_preload_libraries, shared memory holds one
+ * IjQueueState per queue of every database that uses the extension.  It
+ * answers three questions without touching a table row that many sessions
+ * would update (and so serialize on, and bloat under a held snapshot):
+ *
+ *	- Admission: may this claim lease n more jobs?  count[ACTIVE] is the number
+ *	  of committed active jobs, reserved the number that claims in progress
+ *	  have leased but not committed.  A claim reserves under the spinlock only
+ *	  while count[ACTIVE] + reserved < concurrency, so the number of active
+ *	  jobs never exceeds the limit, whichever way the claims commit.
+ *
+ *	- Counts: count[] holds the number of jobs in each state, so queue_counts
+ *	  costs one lookup per queue however many jobs there are.
+ *
+ *	- Wake-ups: who may be waiting for a NOTIFY, so that only transactions
+ *	  that may wake somebody send one (NOTIFY serializes commits).
+ *
+ * Transactional updates.  A function that changes jobs records its deltas
+ * in backend-local IjPending entries (one per queue and subtransaction
+ * level).  They are applied to shared memory by the commit callback, which
+ * runs after the transaction has become visible to others, and discarded by
+ * the abort callbacks.  Reservations and "wakers in flight" counters are the
+ * exception: they take effect at once, and end-of-transaction undoes them.
+ * Until a commit is applied the shared counts lag the table by that one
+ * transaction, always on the safe side for admission: a completed job keeps
+ * its slot until its completion is visible.
+ *
+ * Loading.  After a restart shared memory is empty.  The first transaction
+ * that needs a database's counters counts every queue's jobs with one query
+ * and publishes the result, unless another backend published first.  This
+ * is exact because every function that changes jobs calls ij_ensure_loaded()
+ * before its first change: no change can be made, let alone committed,
+ * between the snapshot a loader counts with and the moment the counts are
+ * published.  Changes made to the tables other than through the extension's
+ * functions are not seen until the next restart.
+ *
+ * Wake-ups.  A claim that comes back empty announces itself as a waiter;
+ * a transaction that makes jobs runnable (or frees a slot) sends NOTIFY if
+ * it sees a waiter.  Both sides do that under the entry's spinlock, so one
+ * of them sees the other: either the waker sees the waiter, or the waiter
+ * sees the waker in flight (job_wakers) or already committed since the
+ * claim started (job_wake_seq changed), and then notifies itself so that
+ * its client claims again.
+ *
+ * Without the preload none of this exists: claims serialize on the queue's
+ * row, counts are counted, and every waking transaction notifies.
+ *
+ * Locking rules:
+ *	- ij_lock (LWLock) protects the hash table's structure: hold it shared to
+ *	  look an entry up and use it, exclusive to add or remove entries.  A
+ *	  pointer to an entry is valid only while ij_lock is held.
+ *	- Each entry's mutex (spinlock) protects its other fields; it is taken
+ *	  only while ij_lock is held, for a few instructions, never around
+ *	  anything that can fail.
+ *
+ * src/admission.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "commands/async.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "immich_jobs.h"
+
+/* the key of a queue's entry; queue_id 0 marks "this database is loaded" */
+typedef struct IjQueueKey
+{
+	Oid			dbid;
+	Oid			relid;			/* immich_jobs.job of that database */
+	int32		queue_id;
+} IjQueueKey;
+
+typedef struct IjQueueState
+{
+	IjQueueKey	key;			/* hash key; must be first */
+	slock_t		mutex;
+	char		name[IJ_QUEUE_NAME_MAX + 1];
+	int64		count[IJ_NUM_COUNTS];
+	int32		reserved;		/* leased by claims not yet committed */
+	int32		job_waiters;	/* claims that found no job since last NOTIFY */
+	int32		slot_waiters;	/* claims refused admission since last NOTIFY */
+	int32		job_wakers;		/* transactions in flight making jobs runnable */
+	int32		slot_wakers;	/* transactions in flight freeing slots */
+	uint64		job_wake_seq;	/* bumped by each committed job waker */
+} IjQueueState;
+
+/* what one (sub)transaction has done to one queue */
+typedef struct IjPending
+{
+	Oid			relid;
+	int32		queue_id;
+	int			nest_level;
+	int64		delta[IJ_NUM_COUNTS];
+	int32		reserved;
+	int32		job_wakers;
+	int32		slot_wakers;
+	bool		notified;
+	bool		created;
+	bool		dropped;
+} IjPending;
+
+static HTAB *ij_queues = NULL;
+static LWLock *ij_lock = NULL;
+
+/* this transaction's changes, in TopTransactionContext */
+static List *pending = NIL;
+
+/* the job table whose counters this backend knows to be loaded */
+static Oid	loaded_relid = InvalidOid;
+
+/* the job table's OID, looked up once per transaction */
+static Oid	cached_relid = InvalidOid;
+static LocalTransactionId cached_relid_lxid = InvalidLocalTransactionId;
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size
+ij_shmem_size(void)
+{
+	return hash_estimate_size(ij_max_queues, sizeof(IjQueueState));
+}
+
+#if PG_VERSION_NUM >= 150000
+static void
+ij_shmem_request_hook(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(ij_shmem_size());
+	RequestNamedLWLockTranche("immich_jobs", 1);
+}
+#endif
+
+static void
+ij_shmem_startup_hook(void)
+{
+	HASHCTL		info;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	info.keysize = sizeof(IjQueueKey);
+	info.entrysize = sizeof(IjQueueState);
+	ij_queues = ShmemInitHash("immich_jobs queues",
+							  ij_max_queues, ij_max_queues,
+							  &info, HASH_ELEM | HASH_BLOBS);
+	ij_lock = &(GetNamedLWLockTranche("immich_jobs"))->lock;
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Called from _PG_init while the library is being preloaded.
+ */
+void
+ij_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = ij_shmem_request_hook;
+#else
+	RequestAddinShmemSpace(ij_shmem_size());
+	RequestNamedLWLockTranche("immich_jobs", 1);
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = ij_shmem_startup_hook;
+}
+
+/* is the shared state there (the library was preloaded)? */
+bool
+ij_shmem_active(void)
+{
+	return ij_queues != NULL;
+}
+
+#if PG_VERSION_NUM >= 170000
+#define MY_LXID (MyProc->vxid.lxid)
+#else
+#define MY_LXID (MyProc->lxid)
+#endif
+
+static Oid
+ij_job_relid(void)
+{
+	if (cached_relid_lxid != MY_LXID)
+	{
+		Oid			nsp = get_namespace_oid(IJ_SCHEMA, false);
+
+		cached_relid = get_relname_relid("job", nsp);
+		if (!OidIsValid(cached_relid))
+			elog(ERROR, "table immich_jobs.job does not exist");
+		cached_relid_lxid = MY_LXID;
+	}
+	return cached_relid;
+}
+
+static inline IjQueueKey
+ij_key(Oid relid, int32 queue_id)
+{
+	IjQueueKey	key;
+
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.relid = relid;
+	key.queue_id = queue_id;
+	return key;
+}
+
+/* look an entry up; the caller holds ij_lock */
+static IjQueueState *
+ij_find(Oid relid, int32 queue_id)
+{
+	IjQueueKey	key = ij_key(relid, queue_id);
+
+	return (IjQueueState *) hash_search(ij_queues, &key, HASH_FIND, NULL);
+}
+
+/*
+ * Add an entry with zero counts, or return the existing one; the caller holds
+ * ij_lock exclusively.  Refuses to grow past immich_jobs.max_queues.
+ */
+static IjQueueState *
+ij_enter(Oid relid, int32 queue_id, const char *name, bool *found)
+{
+	IjQueueKey	key = ij_key(relid, queue_id);
+	IjQueueState *e;
+
+	e = (IjQueueState *) hash_search(ij_queues, &key, HASH_FIND, NULL);
+	if (e != NULL)
+	{
+		*found = true;
+		return e;
+	}
+	if (hash_get_num_entries(ij_queues) >= ij_max_queues)
+	{
+		LWLockRelease(ij_lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many immich_jobs queues in shared memory"),
+				 errdetail("immich_jobs.max_queues is %d, counting the queues of every database.",
+						   ij_max_queues),
+				 errhint("Increase immich_jobs.max_queues and restart the server.")));
+	}
+	e = (IjQueueState *) hash_search(ij_queues, &key, HASH_ENTER, found);
+	Assert(!*found);
+	SpinLockInit(&e->mutex);
+	strlcpy(e->name, name, sizeof(e->name));
+	memset(e->count, 0, sizeof(e->count));
+	e->reserved = 0;
+	e->job_waiters = 0;
+	e->slot_waiters = 0;
+	e->job_wakers = 0;
+	e->slot_wakers = 0;
+	e->job_wake_seq = 0;
+	return e;
+}
+
+/*
+ * Make sure this database's counters are in shared memory, counting every
+ * queue's jobs if they are not.  Must be called, inside SPI, before a
+ * function makes its first change to any job.
+ */
+void
+ij_ensure_loaded(void)
+{
+	Oid			relid;
+	bool		loaded;
+	int			nrows;
+	HASH_SEQ_STATUS scan;
+	IjQueueState *e;
+	bool		found;
+	int32	   *ids;
+	char	  **names;
+	int64	   *counts;
+
+	if (!ij_shmem_active())
+		return;
+	relid = ij_job_relid();
+	if (relid == loaded_relid)
+		return;
+
+	LWLockAcquire(ij_lock, LW_SHARED);
+	loaded = ij_find(relid, 0) != NULL;
+	LWLockRelease(ij_lock);
+	if (loaded)
+	{
+		loaded_relid = relid;
+		return;
+	}
+
+	/* count, then publish unless somebody published first */
+	nrows = ij_execute(IJ_PLAN_COUNTS_ALL, NULL, NULL, 0);
+	ids = (int32 *) palloc(sizeof(int32) * Max(nrows, 1));
+	names = (char **) palloc(sizeof(char *) * Max(nrows, 1));
+	counts = (int64 *) palloc(sizeof(int64) * IJ_NUM_COUNTS * Max(nrows, 1));
+	for (int i = 0; i < nrows; i++)
+	{
+		bool		isnull;
+
+		ids[i] = ij_result_int32(i, 1);
+		names[i] = TextDatumGetCString(ij_result(i, 2, &isnull));
+		for (int c = 0; c < IJ_NUM_COUNTS; c++)
+			counts[i * IJ_NUM_COUNTS + c] = ij_result_int64(i, 3 + c);
+	}
+
+	LWLockAcquire(ij_lock, LW_EXCLUSIVE);
+	if (ij_find(relid, 0) == NULL)
+	{
+		/* forget an earlier installation of the extension in this database */
+		hash_seq_init(&scan, ij_queues);
+		while ((e = (IjQueueState *) hash_seq_search(&scan)) != NULL)
+		{
+			if (e->key.dbid == MyDatabaseId && e->key.relid != relid)
+				hash_search(ij_queues, &e->key, HASH_REMOVE, NULL);
+		}
+
+		for (int i = 0; i < nrows; i++)
+		{
+			e = ij_enter(relid, ids[i], names[i], &found);
+			if (found)
+				continue;		/* created by create_queue meanwhile */
+			memcpy(e->count, &counts[i * IJ_NUM_COUNTS], sizeof(e->count));
+		}
+		/* the marker goes last: a failure above leaves nothing published */
+		(void) ij_enter(relid, 0, "", &found);
+	}
+	LWLockRelease(ij_lock);
+	loaded_relid = relid;
+}
+
+/*
+ * This transaction's pending entry for a queue at the current nesting level.
+ */
+static IjPending *
+ij_pending(int32 queue_id)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	Oid			relid = ij_job_relid();
+	ListCell   *lc;
+	IjPending  *p;
+	MemoryContext oldcxt;
+
+	foreach(lc, pending)
+	{
+		p = (IjPending *) lfirst(lc);
+		if (p->queue_id == queue_id && p->nest_level == level &&
+			p->relid == relid)
+			return p;
+	}
+
+	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+	p = (IjPending *) palloc0(sizeof(IjPending));
+	p->relid = relid;
+	p->queue_id = queue_id;
+	p->nest_level = level;
+	pending = lappend(pending, p);
+	MemoryContextSwitchTo(oldcxt);
+	return p;
+}
+
+static int
+ij_count_of_state(char state)
+{
+	switch (state)
+	{
+		case IJ_WAITING:
+			return IJ_COUNT_WAITING;
+		case IJ_DELAYED:
+			return IJ_COUNT_DELAYED;
+		case IJ_ACTIVE:
+			return IJ_COUNT_ACTIVE;
+		case IJ_FAILED:
+			return IJ_COUNT_FAILED;
+		case IJ_CANCELLED:
+			return IJ_COUNT_CANCELLED;
+		case 'c':
+			return IJ_COUNT_COMPLETED;
+	}
+	elog(ERROR, "unexpected immich_jobs job state \"%c\"", state);
+	return -1;					/* keep compiler quiet */
+}
+
+/*
+ * Record that n jobs of a queue moved from one state to another, for the
+ * counters.  A state of '\0' means "none" (a new job, or a deleted one); 'c'
+ * stands for completed.
+ */
+void
+ij_count_move(int32 queue_id, char from, char to, int64 n)
+{
+	IjPending  *p;
+
+	if (!ij_shmem_active() || n == 0 || from == to)
+		return;
+	p = ij_pending(queue_id);
+	if (from != '\0')
+		p->delta[ij_count_of_state(from)] -= n;
+	if (to != '\0')
+		p->delta[ij_count_of_state(to)] += n;
+}
+
+/* add n to one counter of a queue (n may be negative) */
+void
+ij_count_add(int32 queue_id, IjCount count, int64 n)
+{
+	if (!ij_shmem_active() || n == 0)
+		return;
+	ij_pending(queue_id)->delta[count] += n;
+}
+
+/*
+ * A queue was created by this transaction: give it an entry now, removed
+ * again if the transaction aborts.
+ */
+void
+ij_queue_created(int32 queue_id, const char *name)
+{
+	IjPending  *p;
+	bool		found;
+
+	if (!ij_shmem_active())
+		return;
+	p = ij_pending(queue_id);
+	LWLockAcquire(ij_lock, LW_EXCLUSIVE);
+	(void) ij_enter(ij_job_relid(), queue_id, name, &found);
+	LWLockRelease(ij_lock);
+	p->created = !found;
+}
+
+/* a queue is dropped by this transaction: remove its entry at commit */
+void
+ij_queue_dropped(int32 queue_id)
+{
+	if (!ij_shmem_active())
+		return;
+	ij_pending(queue_id)->dropped = true;
+}
+
+/*
+ * Ask for up to want slots of a queue.  Fills adm; adm->granted is 0 when
+ * the queue is paused or full, and the caller is then counted as waiting
+ * for a slot.  Without shared memory adm->granted is -1: the caller must
+ * do admission itself.
+ */
+void
+ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
+{
+	IjPending  *p;
+	IjQueueState *e;
+	int			room;
+
+	adm->granted = -1;
+	adm->promote = true;
+	adm->job_wake_seq = 0;
+	adm->self_notify = false;
+	if (!ij_shmem_active())
+		return;
+
+	p = ij_pending(queue->queue_id);
+	adm->granted = 0;
+	LWLockAcquire(ij_lock, LW_SHARED);
+	e = ij_find(ij_job_relid(), queue->queue_id);
+	if (e != NULL)
+	{
+		SpinLockAcquire(&e->mutex);
+		room = queue->paused ? 0 :
+			queue->concurrency - (int) e->count[IJ_COUNT_ACTIVE] - e->reserved;
+		adm->granted = Max(0, Min(want, room));
+		e->reserved += adm->granted;
+		if (adm->granted == 0)
+		{
+			e->slot_waiters++;
+			adm->self_notify = e->slot_wakers > 0;
+		}
+		adm->promote = e->count[IJ_COUNT_DELAYED] > 0;
+		adm->job_wake_seq = e->job_wake_seq;
+		SpinLockRelease(&e->mutex);
+	}
+	LWLockRelease(ij_lock);
+	p->reserved += adm->granted;
+}
+
+/*
+ * A claim leased used of the adm->granted slots it reserved: give the rest
+ * back now.  The used ones stay reserved until the claim commits (when they
+ * become active) or aborts.  A claim that found no job becomes a waiter.
+ */
+void
+ij_admit_done(const IjQueue *queue, IjAdmission *adm, int used)
+{
+	IjPending  *p;
+	IjQueueState *e;
+	int			unused = adm->granted - used;
+	bool		wait = (used == 0 && adm->granted > 0);
+
+	if (adm->granted <= 0 || !ij_shmem_active())
+		return;
+	p = ij_pending(queue->queue_id);
+	LWLockAcquire(ij_lock, LW_SHARED);
+	e = ij_find(ij_job_relid(), queue->queue_id);
+	if (e != NULL)
+	{
+		SpinLockAcquire(&e->mutex);
+		e->reserved -= unused;
+		if (wait)
+		{
+			e->job_waiters++;
+			adm->self_notify = e->job_wakers > 0 ||
+				e->job_wake_seq != adm->job_wake_seq;
+		}
+		SpinLockRelease(&e->mutex);
+	}
+	LWLockRelease(ij_lock);
+	p->reserved -= unused;
+}
+
+/*
+ * This transaction makes jobs of a queue runnable (IJ_WAKE_JOBS) or frees
+ * slots in it (IJ_WAKE_SLOTS): send NOTIFY immich_jobs, '<queue>' if a claim
+ * may be waiting for that.  queue_name may be NULL if the caller does not
+ * have it at hand.
+ */
+void
+ij_wake(int32 queue_id, const char *queue_name, IjWakeKind kind)
+{
+	IjPending  *p;
+	IjQueueState *e;
+	bool		notify = false;
+	char		name[IJ_QUEUE_NAME_MAX + 1];
+	bool		counted = false;
+
+	if (!ij_shmem_active())
+	{
+		if (queue_name == NULL)
+			queue_name = ij_queue_name_by_id(queue_id);
+		if (queue_name != NULL)
+			Async_Notify(IJ_CHANNEL, queue_name);
+		return;
+	}
+
+	p = ij_pending(queue_id);
+	name[0] = '\0';
+	LWLockAcquire(ij_lock, LW_SHARED);
+	e = ij_find(ij_job_relid(), queue_id);
+	if (e != NULL)
+	{
+		SpinLockAcquire(&e->mutex);
+		if (kind == IJ_WAKE_JOBS)
+		{
+			if (p->job_wakers == 0)
+			{
+				e->job_wakers++;
+				counted = true;
+			}
+			notify = e->job_waiters > 0;
+		}
+		else
+		{
+			if (p->slot_wakers == 0)
+			{
+				e->slot_wakers++;
+				counted = true;
+			}
+			notify = e->slot_waiters > 0;
+		}
+		SpinLockRelease(&e->mutex);
+		memcpy(name, e->name, sizeof(name));
+	}
+	LWLockRelease(ij_lock);
+
+	if (counted)
+	{
+		if (kind == IJ_WAKE_JOBS)
+			p->job_wakers++;
+		else
+			p->slot_wakers++;
+	}
+	if (notify)
+	{
+		Async_Notify(IJ_CHANNEL, queue_name ? queue_name : name);
+		p->notified = true;
+	}
+}
+
+/*
+ * The counts of one queue from shared memory.  Returns false when they are
+ * not kept there (no preload, a hot standby, an unknown queue).
+ */
+bool
+ij_shared_counts(int32 queue_id, int64 *counts)
+{
+	IjQueueState *e;
+	bool		found = false;
+
+	if (!ij_shmem_active() || RecoveryInProgress())
+		return false;
+	ij_ensure_loaded();
+	LWLockAcquire(ij_lock, LW_SHARED);
+	e = ij_find(ij_job_relid(), queue_id);
+	if (e != NULL)
+	{
+		SpinLockAcquire(&e->mutex);
+		memcpy(counts, e->count, sizeof(e->count));
+		SpinLockRelease(&e->mutex);
+		found = true;
+	}
+	LWLockRelease(ij_lock);
+	return found;
+}
+
+/*
+ * Apply (commit) or undo (abort) one pending entry.  Never fails.
+ */
+static void
+ij_finish_pending(IjPending *p, bool commit)
+{
+	IjQueueState *e;
+	bool		remove = commit ? p->dropped : p->created;
+
+	LWLockAcquire(ij_lock, remove ? LW_EXCLUSIVE : LW_SHARED);
+	e = ij_find(p->relid, p->queue_id);
+	if (e != NULL && remove)
+		hash_search(ij_queues, &e->key, HASH_REMOVE, NULL);
+	else if (e != NULL)
+	{
+		SpinLockAcquire(&e->mutex);
+		e->reserved -= p->reserved;
+		e->job_wakers -= p->job_wakers;
+		e->slot_wakers -= p->slot_wakers;
+		if (commit)
+		{
+			for (int c = 0; c < IJ_NUM_COUNTS; c++)
+				e->count[c] += p->delta[c];
+			if (p->job_wakers > 0)
+				e->job_wake_seq++;
+			/* every waiter listens, so our NOTIFY reaches all of them */
+			if (p->notified)
+			{
+				e->job_waiters = 0;
+				e->slot_waiters = 0;
+			}
+		}
+		SpinLockRelease(&e->mutex);
+	}
+	LWLockRelease(ij_lock);
+}
+
+static void
+ij_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+{
+	ListCell   *lc;
+
+	if (pending == NIL)
+		return;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot PREPARE a transaction that has changed immich_jobs jobs")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+			foreach(lc, pending)
+				ij_finish_pending((IjPending *) lfirst(lc),
+								  event == XACT_EVENT_COMMIT);
+			pending = NIL;
+			break;
+		case XACT_EVENT_PREPARE:
+			/* cannot happen: PRE_PREPARE refused it */
+			pending = NIL;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * At subtransaction commit, hand the subtransaction's changes to its
+ * parent; at subtransaction abort, undo them.
+ */
+static void
+ij_subxact_callback(SubXactEvent event,
+					SubTransactionId mySubid pg_attribute_unused(),
+					SubTransactionId parentSubid pg_attribute_unused(),
+					void *arg pg_attribute_unused())
+{
+	int			level = GetCurrentTransactionNestLevel();
+	List	   *keep = NIL;
+	ListCell   *lc;
+	MemoryContext oldcxt;
+
+	if (pending == NIL)
+		return;
+	if (event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+
+	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+	foreach(lc, pending)
+	{
+		IjPending  *p = (IjPending *) lfirst(lc);
+		IjPending  *parent = NULL;
+		ListCell   *lc2;
+
+		if (p->nest_level < level)
+		{
+			keep = lappend(keep, p);
+			continue;
+		}
+		if (event == SUBXACT_EVENT_ABORT_SUB)
+		{
+			ij_finish_pending(p, false);
+			continue;
+		}
+
+		/* commit: merge into the parent level's entry, or become it */
+		foreach(lc2, pending)
+		{
+			IjPending  *q = (IjPending *) lfirst(lc2);
+
+			if (q->queue_id == p->queue_id && q->relid == p->relid &&
+				q->nest_level == level - 1)
+				parent = q;
+		}
+		if (parent == NULL)
+		{
+			p->nest_level = level - 1;
+			keep = lappend(keep, p);
+			continue;
+		}
+		for (int c = 0; c < IJ_NUM_COUNTS; c++)
+			parent->delta[c] += p->delta[c];
+		parent->reserved += p->reserved;
+		parent->job_wakers += p->job_wakers;
+		parent->slot_wakers += p->slot_wakers;
+		parent->notified |= p->notified;
+		parent->created |= p->created;
+		parent->dropped |= p->dropped;
+	}
+	list_free(pending);
+	pending = keep;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+void
+ij_register_xact_callbacks(void)
+{
+	RegisterXactCallback(ij_xact_callback, NULL);
+	RegisterSubXactCallback(ij_subxact_callback, NULL);
+}

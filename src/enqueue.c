@@ -1,0 +1,492 @@
+/*-------------------------------------------------------------------------
+ *
+ * enqueue.c
+ *	  Adding jobs: enqueue() and enqueue_many().
+ *
+ * enqueue_many() reads its JSON array one element at a time and inserts the
+ * jobs in batches of up to IJ_BATCH_SIZE rows with one statement per batch,
+ * in the order of the array, so that memory stays bounded whatever the size
+ * of the array.  Elements with a dedup key go one at a time, because each
+ * may have to return an existing job instead.  Any error rolls the whole
+ * call back.
+ *
+ * src/enqueue.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+
+#include "immich_jobs.h"
+
+PG_FUNCTION_INFO_V1(ij_enqueue);
+PG_FUNCTION_INFO_V1(ij_enqueue_many);
+
+#define IJ_BATCH_SIZE 1000
+
+/* how many times a dedup insert races with a claim before giving up */
+#define IJ_DEDUP_TRIES 100
+
+/* a job about to be inserted */
+typedef struct IjNewJob
+{
+	char		state;
+	int32		priority;
+	TimestampTz run_at;
+	int32		max_attempts;
+	text	   *name;
+	Jsonb	   *payload;
+	text	   *dedup_key;		/* NULL if none */
+} IjNewJob;
+
+/* enqueue_many's rows not yet inserted */
+typedef struct IjBatch
+{
+	int			n;
+	int			waiting;
+	int			delayed;
+	Datum		state[IJ_BATCH_SIZE];
+	Datum		priority[IJ_BATCH_SIZE];
+	Datum		run_at[IJ_BATCH_SIZE];
+	Datum		max_attempts[IJ_BATCH_SIZE];
+	Datum		name[IJ_BATCH_SIZE];
+	Datum		payload[IJ_BATCH_SIZE];
+	MemoryContext cxt;			/* holds the rows' values */
+} IjBatch;
+
+static void
+ij_check_job_name(const char *name, int len)
+{
+	if (len == 0 || len > IJ_JOB_NAME_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid job name \"%.*s\"", Min(len, 64), name),
+				 errdetail("A job name has 1 to %d bytes.", IJ_JOB_NAME_MAX)));
+}
+
+static void
+ij_check_dedup_key(const char *key, int len)
+{
+	if (len == 0 || len > IJ_KEY_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid dedup key \"%.*s\"", Min(len, 64), key),
+				 errdetail("A dedup key has 1 to %d bytes.", IJ_KEY_MAX)));
+}
+
+/* the job's state from its run_at: delayed if in the future */
+static void
+ij_set_run_at(IjNewJob *job, bool given, TimestampTz run_at)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	job->run_at = given ? run_at : now;
+	job->state = job->run_at > now ? IJ_DELAYED : IJ_WAITING;
+}
+
+/*
+ * Insert one job.  With a dedup key that a job of the queue that has not
+ * started already has, insert nothing and return that job's id, with
+ * *added set to false.
+ */
+static int64
+ij_insert_job(const IjQueue *queue, IjNewJob *job, bool *added)
+{
+	Datum		values[8];
+	Datum		find[2];
+	int64		job_id;
+
+	values[0] = Int32GetDatum(queue->queue_id);
+	values[1] = CharGetDatum(job->state);
+	values[2] = Int32GetDatum(job->priority);
+	values[3] = TimestampTzGetDatum(job->run_at);
+	values[4] = Int32GetDatum(job->max_attempts);
+	values[5] = PointerGetDatum(job->name);
+	values[6] = JsonbPGetDatum(job->payload);
+
+	if (job->dedup_key == NULL)
+	{
+		ij_execute(IJ_PLAN_JOB_INSERT, values, NULL, 1);
+		*added = true;
+		job_id = ij_result_int64(0, 1);
+		SPI_freetuptable(SPI_tuptable);
+		return job_id;
+	}
+
+	/*
+	 * ON CONFLICT DO NOTHING waits for a concurrent insert of the same key to
+	 * commit or abort.  If the job that has the key is claimed between our
+	 * insert and our look-up, it has started, so try the insert again.
+	 */
+	values[7] = PointerGetDatum(job->dedup_key);
+	find[0] = values[0];
+	find[1] = values[7];
+	for (int try = 0; try < IJ_DEDUP_TRIES; try++)
+	{
+		if (ij_execute(IJ_PLAN_JOB_INSERT_DEDUP, values, NULL, 1) == 1)
+			*added = true;
+		else if (ij_execute(IJ_PLAN_JOB_FIND_DEDUP, find, NULL, 1) == 1)
+			*added = false;
+		else
+			continue;
+		job_id = ij_result_int64(0, 1);
+		SPI_freetuptable(SPI_tuptable);
+		return job_id;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not enqueue a job with dedup key \"%s\" in queue \"%s\"",
+					text_to_cstring(job->dedup_key), queue->name),
+			 errdetail("The job that had the key was claimed each time it was looked up."),
+			 errhint("Try again.")));
+	return 0;					/* keep compiler quiet */
+}
+
+/*
+ * enqueue(queue_name, job_name, payload, priority, run_at, dedup_key,
+ *		   max_attempts)
+ */
+Datum
+ij_enqueue(PG_FUNCTION_ARGS)
+{
+	char	   *queue_name = ij_queue_name_arg(fcinfo, 0);
+	IjQueue		queue;
+	IjNewJob	job;
+	bool		added;
+	int64		job_id;
+
+	ij_require_arg(fcinfo, 1, "job_name");
+	ij_require_arg(fcinfo, 2, "payload");
+	ij_require_arg(fcinfo, 3, "priority");
+	job.name = PG_GETARG_TEXT_PP(1);
+	ij_check_job_name(VARDATA_ANY(job.name), VARSIZE_ANY_EXHDR(job.name));
+	job.payload = PG_GETARG_JSONB_P(2);
+	job.priority = PG_GETARG_INT32(3);
+	ij_set_run_at(&job, !PG_ARGISNULL(4),
+				  PG_ARGISNULL(4) ? 0 : PG_GETARG_TIMESTAMPTZ(4));
+	job.dedup_key = NULL;
+	if (!PG_ARGISNULL(5))
+	{
+		job.dedup_key = PG_GETARG_TEXT_PP(5);
+		ij_check_dedup_key(VARDATA_ANY(job.dedup_key),
+						   VARSIZE_ANY_EXHDR(job.dedup_key));
+	}
+	if (!PG_ARGISNULL(6))
+		ij_check_int_range("max_attempts", PG_GETARG_INT32(6), 1,
+						   IJ_ATTEMPTS_MAX);
+
+	SPI_connect();
+	ij_ensure_loaded();
+	ij_get_queue(queue_name, &queue, false);
+	job.max_attempts = PG_ARGISNULL(6) ? queue.max_attempts : PG_GETARG_INT32(6);
+	job_id = ij_insert_job(&queue, &job, &added);
+	if (added)
+	{
+		ij_count_move(queue.queue_id, '\0', job.state, 1);
+		if (job.state == IJ_WAITING)
+			ij_wake(queue.queue_id, queue.name, IJ_WAKE_JOBS);
+	}
+	SPI_finish();
+	PG_RETURN_INT64(job_id);
+}
+
+/*
+ * enqueue_many: reading the elements of the jobs array
+ */
+
+/* error context: the element being read */
+static void
+ij_element_context(void *arg)
+{
+	errcontext("element %d of the jobs array", *(int *) arg);
+}
+
+static const char *
+ij_json_type(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "a string";
+		case jbvNumeric:
+			return "a number";
+		case jbvBool:
+			return "a boolean";
+		case jbvBinary:
+			return JsonContainerIsArray(v->val.binary.data) ?
+				"an array" : "an object";
+		default:
+			return "a JSON value";
+	}
+}
+
+static void
+ij_bad_element(int index, const char *key, const char *expected,
+			   JsonbValue *v)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid element %d of the jobs array", index),
+			 errdetail("\"%s\" must be %s, not %s.", key, expected,
+					   ij_json_type(v))));
+}
+
+/* a JSON number that must be an integer between lo and hi */
+static int32
+ij_json_int(int index, const char *key, JsonbValue *v, int32 lo, int32 hi)
+{
+	bool		overflow = false;
+	int32		result;
+
+	if (v->type != jbvNumeric)
+		ij_bad_element(index, key, "an integer", v);
+	result = numeric_int4_opt_error(v->val.numeric, &overflow);
+	if (overflow || result < lo || result > hi ||
+		!DatumGetBool(DirectFunctionCall2(numeric_eq,
+										  NumericGetDatum(v->val.numeric),
+										  DirectFunctionCall1(int4_numeric,
+															  Int32GetDatum(result)))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid element %d of the jobs array", index),
+				 errdetail("\"%s\" must be an integer between %d and %d.",
+						   key, lo, hi)));
+	return result;
+}
+
+/*
+ * Read one element into job.  Keys with a JSON null are taken as absent.
+ */
+static void
+ij_read_element(int index, JsonbValue *elem, const IjQueue *queue,
+				IjNewJob *job)
+{
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbValue	k;
+	JsonbValue	v;
+	bool		run_at_given = false;
+	TimestampTz run_at = 0;
+
+	if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid element %d of the jobs array", index),
+				 errdetail("Each element must be a JSON object, not %s.",
+						   ij_json_type(elem))));
+
+	job->name = NULL;
+	job->payload = NULL;
+	job->priority = 0;
+	job->max_attempts = queue->max_attempts;
+	job->dedup_key = NULL;
+
+	it = JsonbIteratorInit(elem->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(k.val.string.val, k.val.string.len);
+		tok = JsonbIteratorNext(&it, &v, true);
+		Assert(tok == WJB_VALUE);
+		if (v.type == jbvNull && strcmp(key, "name") != 0)
+			continue;
+
+		if (strcmp(key, "name") == 0)
+		{
+			if (v.type != jbvString)
+				ij_bad_element(index, key, "a string", &v);
+			ij_check_job_name(v.val.string.val, v.val.string.len);
+			job->name = cstring_to_text_with_len(v.val.string.val,
+												 v.val.string.len);
+		}
+		else if (strcmp(key, "payload") == 0)
+			job->payload = JsonbValueToJsonb(&v);
+		else if (strcmp(key, "priority") == 0)
+			job->priority = ij_json_int(index, key, &v, PG_INT32_MIN,
+										PG_INT32_MAX);
+		else if (strcmp(key, "max_attempts") == 0)
+			job->max_attempts = ij_json_int(index, key, &v, 1,
+											IJ_ATTEMPTS_MAX);
+		else if (strcmp(key, "run_at") == 0)
+		{
+			if (v.type != jbvString)
+				ij_bad_element(index, key, "a timestamp string", &v);
+			run_at = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+															 CStringGetDatum(pnstrdup(v.val.string.val,
+																					  v.val.string.len)),
+															 ObjectIdGetDatum(InvalidOid),
+															 Int32GetDatum(-1)));
+			run_at_given = true;
+		}
+		else if (strcmp(key, "dedup_key") == 0)
+		{
+			if (v.type != jbvString)
+				ij_bad_element(index, key, "a string", &v);
+			ij_check_dedup_key(v.val.string.val, v.val.string.len);
+			job->dedup_key = cstring_to_text_with_len(v.val.string.val,
+													  v.val.string.len);
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid element %d of the jobs array", index),
+					 errdetail("Unknown key \"%s\".", key),
+					 errhint("The keys are \"name\", \"payload\", \"priority\", \"run_at\", \"dedup_key\" and \"max_attempts\".")));
+	}
+
+	if (job->name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid element %d of the jobs array", index),
+				 errdetail("The key \"name\" is required.")));
+	if (job->payload == NULL)
+		job->payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+														  CStringGetDatum("{}")));
+	ij_set_run_at(job, run_at_given, run_at);
+}
+
+/* insert the batched rows with one statement */
+static void
+ij_flush_batch(const IjQueue *queue, IjBatch *b)
+{
+	Datum		values[7];
+
+	if (b->n == 0)
+		return;
+	values[0] = Int32GetDatum(queue->queue_id);
+	values[1] = PointerGetDatum(construct_array(b->state, b->n, CHAROID,
+												1, true, TYPALIGN_CHAR));
+	values[2] = PointerGetDatum(construct_array(b->priority, b->n, INT4OID,
+												4, true, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(b->run_at, b->n,
+												TIMESTAMPTZOID, 8,
+												FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	values[4] = PointerGetDatum(construct_array(b->max_attempts, b->n,
+												INT4OID, 4, true,
+												TYPALIGN_INT));
+	values[5] = PointerGetDatum(construct_array(b->name, b->n, TEXTOID,
+												-1, false, TYPALIGN_INT));
+	values[6] = PointerGetDatum(construct_array(b->payload, b->n, JSONBOID,
+												-1, false, TYPALIGN_INT));
+	ij_execute(IJ_PLAN_JOB_INSERT_MANY, values, NULL, 0);
+
+	ij_count_move(queue->queue_id, '\0', IJ_WAITING, b->waiting);
+	ij_count_move(queue->queue_id, '\0', IJ_DELAYED, b->delayed);
+	b->n = 0;
+	b->waiting = 0;
+	b->delayed = 0;
+}
+
+/* enqueue_many(queue_name, jobs) */
+Datum
+ij_enqueue_many(PG_FUNCTION_ARGS)
+{
+	char	   *queue_name = ij_queue_name_arg(fcinfo, 0);
+	Jsonb	   *jobs;
+	IjQueue		queue;
+	IjBatch    *b;
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbValue	elem;
+	int			index = -1;
+	int64		added = 0;
+	int64		waiting = 0;
+	ErrorContextCallback errcallback;
+
+	ij_require_arg(fcinfo, 1, "jobs");
+	jobs = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_ARRAY(jobs) || JB_ROOT_IS_SCALAR(jobs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("jobs must be a JSON array"),
+				 errdetail("The value given is %s.",
+						   JB_ROOT_IS_OBJECT(jobs) ? "an object" : "a scalar")));
+
+	SPI_connect();
+	ij_ensure_loaded();
+	ij_get_queue(queue_name, &queue, false);
+
+	b = (IjBatch *) palloc0(sizeof(IjBatch));
+	b->cxt = AllocSetContextCreate(CurrentMemoryContext,
+								   "immich_jobs batch",
+								   ALLOCSET_DEFAULT_SIZES);
+	errcallback.callback = ij_element_context;
+	errcallback.arg = &index;
+
+	it = JsonbIteratorInit(&jobs->root);
+	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+	{
+		MemoryContext oldcxt;
+		IjNewJob	job;
+		bool		new_job;
+
+		if (tok != WJB_ELEM)
+			continue;
+		index++;
+
+		/* errors while reading the element name it */
+		errcallback.previous = error_context_stack;
+		error_context_stack = &errcallback;
+		oldcxt = MemoryContextSwitchTo(b->cxt);
+		ij_read_element(index, &elem, &queue, &job);
+		MemoryContextSwitchTo(oldcxt);
+		error_context_stack = errcallback.previous;
+
+		if (job.dedup_key != NULL)
+		{
+			/* keep the array's order: earlier elements go in first */
+			ij_flush_batch(&queue, b);
+			(void) ij_insert_job(&queue, &job, &new_job);
+			if (new_job)
+			{
+				added++;
+				waiting += job.state == IJ_WAITING;
+				ij_count_move(queue.queue_id, '\0', job.state, 1);
+			}
+			MemoryContextReset(b->cxt);
+			continue;
+		}
+
+		b->state[b->n] = CharGetDatum(job.state);
+		b->priority[b->n] = Int32GetDatum(job.priority);
+		b->run_at[b->n] = TimestampTzGetDatum(job.run_at);
+		b->max_attempts[b->n] = Int32GetDatum(job.max_attempts);
+		b->name[b->n] = PointerGetDatum(job.name);
+		b->payload[b->n] = JsonbPGetDatum(job.payload);
+		b->n++;
+		added++;
+		if (job.state == IJ_WAITING)
+		{
+			b->waiting++;
+			waiting++;
+		}
+		else
+			b->delayed++;
+		if (b->n == IJ_BATCH_SIZE)
+		{
+			ij_flush_batch(&queue, b);
+			MemoryContextReset(b->cxt);
+		}
+	}
+	ij_flush_batch(&queue, b);
+
+	if (waiting > 0)
+		ij_wake(queue.queue_id, queue.name, IJ_WAKE_JOBS);
+	SPI_finish();
+	PG_RETURN_INT64(added);
+}

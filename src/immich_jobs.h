@@ -1,0 +1,151 @@
+/*-------------------------------------------------------------------------
+ *
+ * immich_jobs.h
+ *	  Declarations shared by the files of the immich_jobs extension.
+ *
+ * src/immich_jobs.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef IMMICH_JOBS_H
+#define IMMICH_JOBS_H
+
+#include "executor/spi.h"
+#include "utils/timestamp.h"
+
+#define IJ_SCHEMA			"immich_jobs"
+#define IJ_CHANNEL			"immich_jobs"
+#define IJ_QUEUE_NAME_MAX	63
+#define IJ_JOB_NAME_MAX		255
+#define IJ_KEY_MAX			255
+#define IJ_CONCURRENCY_MAX	10000
+#define IJ_ATTEMPTS_MAX		1000
+
+/* job.state codes */
+#define IJ_WAITING		'w'
+#define IJ_DELAYED		'd'
+#define IJ_ACTIVE		'a'
+#define IJ_FAILED		'f'
+#define IJ_CANCELLED	'x'
+
+/* the per-queue job counts kept in shared memory */
+typedef enum IjCount
+{
+	IJ_COUNT_WAITING,
+	IJ_COUNT_DELAYED,
+	IJ_COUNT_ACTIVE,
+	IJ_COUNT_FAILED,
+	IJ_COUNT_CANCELLED,
+	IJ_COUNT_COMPLETED,
+	IJ_NUM_COUNTS
+} IjCount;
+
+/* what a wake-up is for: runnable jobs, or room to run them */
+typedef enum IjWakeKind
+{
+	IJ_WAKE_JOBS,
+	IJ_WAKE_SLOTS
+} IjWakeKind;
+
+/* a queue's row, as read by ij_lookup_queue() */
+typedef struct IjQueue
+{
+	int32		queue_id;
+	int32		concurrency;
+	int32		max_attempts;
+	bool		paused;
+	Interval	lease_timeout;
+	char		name[IJ_QUEUE_NAME_MAX + 1];
+} IjQueue;
+
+/* the outcome of asking for admission (see ij_admit) */
+typedef struct IjAdmission
+{
+	int			granted;		/* slots reserved for this claim */
+	bool		promote;		/* the queue has delayed jobs */
+	uint64		job_wake_seq;	/* wake-up sequence seen before the scan */
+	bool		self_notify;	/* a waker raced with us: notify ourselves */
+} IjAdmission;
+
+/* settings.c */
+extern int	ij_max_queues;
+extern void ij_define_settings(void);
+extern void ij_define_preload_settings(void);
+
+/* admission.c */
+extern void ij_shmem_request(void);
+extern void ij_shmem_startup(void);
+extern void ij_register_xact_callbacks(void);
+extern bool ij_shmem_active(void);
+extern void ij_ensure_loaded(void);
+extern void ij_queue_created(int32 queue_id, const char *name);
+extern void ij_queue_dropped(int32 queue_id);
+extern void ij_count_move(int32 queue_id, char from, char to, int64 n);
+extern void ij_count_add(int32 queue_id, IjCount count, int64 n);
+extern void ij_admit(const IjQueue *queue, int want, IjAdmission *adm);
+extern void ij_admit_done(const IjQueue *queue, IjAdmission *adm, int used);
+extern void ij_wake(int32 queue_id, const char *queue_name, IjWakeKind kind);
+extern bool ij_shared_counts(int32 queue_id, int64 *counts);
+
+/* queue.c */
+extern void ij_check_queue_name(const char *name);
+extern void ij_require_arg(FunctionCallInfo fcinfo, int argno,
+						   const char *argname);
+extern void ij_check_int_range(const char *argname, int32 value,
+							   int32 lo, int32 hi);
+extern void ij_check_interval_range(const char *argname, Interval *value,
+									int64 lo_seconds, int32 hi_days);
+extern char *ij_queue_name_arg(FunctionCallInfo fcinfo, int argno);
+extern bool ij_lookup_queue(const char *name, IjQueue *queue, bool for_update);
+extern void ij_get_queue(const char *name, IjQueue *queue, bool for_update);
+extern char *ij_queue_name_by_id(int32 queue_id);
+
+/* plans.c */
+typedef enum IjPlanId
+{
+	IJ_PLAN_QUEUE_GET,
+	IJ_PLAN_QUEUE_GET_LOCKED,
+	IJ_PLAN_QUEUE_NAME,
+	IJ_PLAN_QUEUE_INSERT,
+	IJ_PLAN_QUEUE_ALTER,
+	IJ_PLAN_QUEUE_PAUSE,
+	IJ_PLAN_QUEUE_DELETE,
+	IJ_PLAN_QUEUE_RESET_COMPLETED,
+	IJ_PLAN_ACTIVE_COUNT,
+	IJ_PLAN_COUNTS_ALL,
+	IJ_PLAN_COUNTS_ONE,
+	IJ_PLAN_JOB_INSERT,
+	IJ_PLAN_JOB_INSERT_DEDUP,
+	IJ_PLAN_JOB_FIND_DEDUP,
+	IJ_PLAN_JOB_INSERT_MANY,
+	IJ_PLAN_PROMOTE,
+	IJ_PLAN_CLAIM,
+	IJ_PLAN_COMPLETE,
+	IJ_PLAN_COMPLETE_MANY,
+	IJ_PLAN_FAIL,
+	IJ_PLAN_HEARTBEAT,
+	IJ_PLAN_RELEASE,
+	IJ_PLAN_REAP,
+	IJ_PLAN_FOLD_LOG,
+	IJ_PLAN_DELETE_LOG,
+	IJ_PLAN_DELETE_JOBS,
+	IJ_PLAN_RETRY_FAILED,
+	IJ_PLAN_JOB_LOOKUP,
+	IJ_PLAN_CANCEL,
+	IJ_PLAN_LAST_JOB_ID,
+	IJ_NUM_PLANS
+} IjPlanId;
+
+extern int	ij_execute(IjPlanId id, Datum *values, const char *nulls,
+					   long tcount);
+extern int	ij_execute_latest(IjPlanId id, Datum *values, const char *nulls);
+extern Datum ij_result(int row, int col, bool *isnull);
+extern int64 ij_result_int64(int row, int col);
+extern int32 ij_result_int32(int row, int col);
+
+/* lease.c */
+extern int	ij_reap_expired(void);
+extern void ij_fold_completed_log(void);
+extern void ij_promote_due(int32 queue_id, const char *queue_name);
+
+#endif							/* IMMICH_JOBS_H */

@@ -1,0 +1,401 @@
+/*-------------------------------------------------------------------------
+ *
+ * lease.c
+ *	  Leasing jobs and ending leases: claim, complete, complete_many, fail,
+ *	  heartbeat, release and reap.
+ *
+ * Fencing: every statement that ends or extends a lease matches the job's
+ * id, its current lease_token and the active state together, under the row
+ * lock its UPDATE or DELETE takes.  A token that is no longer current
+ * (the lease was reclaimed, cancelled, completed, or given back) matches no
+ * row, so the call changes nothing and returns false or NULL.
+ *
+ * src/lease.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/async.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
+
+#include "immich_jobs.h"
+
+PG_FUNCTION_INFO_V1(ij_claim);
+PG_FUNCTION_INFO_V1(ij_complete);
+PG_FUNCTION_INFO_V1(ij_complete_many);
+PG_FUNCTION_INFO_V1(ij_fail);
+PG_FUNCTION_INFO_V1(ij_heartbeat);
+PG_FUNCTION_INFO_V1(ij_release);
+PG_FUNCTION_INFO_V1(ij_reap);
+
+/* set up a materialized result set; returns its tuplestore */
+static Tuplestorestate *
+ij_init_srf(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+#if PG_VERSION_NUM >= 150000
+	InitMaterializedSRF(fcinfo, 0);
+#else
+	TupleDesc	tupdesc;
+	MemoryContext oldcxt;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("materialize mode required, but it is not allowed in this context")));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
+	rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
+	MemoryContextSwitchTo(oldcxt);
+#endif
+	return rsinfo->setResult;
+}
+
+/*
+ * Admission without shared memory: the caller has locked the queue's row,
+ * so claims of this queue take turns; count the active jobs with a snapshot
+ * that sees every committed claim.
+ */
+static int
+ij_admit_unshared(const IjQueue *queue, int want)
+{
+	Datum		values[1];
+	int64		active;
+
+	if (queue->paused)
+		return 0;
+	values[0] = Int32GetDatum(queue->queue_id);
+	ij_execute_latest(IJ_PLAN_ACTIVE_COUNT, values, NULL);
+	active = ij_result_int64(0, 1);
+	return (int) Max(0, Min(want, queue->concurrency - active));
+}
+
+/* make a queue's due delayed jobs waiting */
+void
+ij_promote_due(int32 queue_id, const char *queue_name)
+{
+	Datum		values[1];
+	int			n;
+
+	values[0] = Int32GetDatum(queue_id);
+	n = ij_execute(IJ_PLAN_PROMOTE, values, NULL, 0);
+	if (n > 0)
+	{
+		ij_count_move(queue_id, IJ_DELAYED, IJ_WAITING, n);
+		ij_wake(queue_id, queue_name, IJ_WAKE_JOBS);
+	}
+}
+
+/* claim(queue_name, worker_id, max_jobs) */
+Datum
+ij_claim(PG_FUNCTION_ARGS)
+{
+	char	   *queue_name = ij_queue_name_arg(fcinfo, 0);
+	text	   *worker_id;
+	int32		max_jobs;
+	Tuplestorestate *store;
+	IjQueue		queue;
+	IjAdmission adm;
+	int			used = 0;
+
+	ij_require_arg(fcinfo, 1, "worker_id");
+	ij_require_arg(fcinfo, 2, "max_jobs");
+	worker_id = PG_GETARG_TEXT_PP(1);
+	if (VARSIZE_ANY_EXHDR(worker_id) > IJ_KEY_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("worker_id must have at most %d bytes", IJ_KEY_MAX)));
+	max_jobs = PG_GETARG_INT32(2);
+	ij_check_int_range("max_jobs", max_jobs, 1, IJ_CONCURRENCY_MAX);
+	store = ij_init_srf(fcinfo);
+
+	SPI_connect();
+	ij_ensure_loaded();
+	ij_get_queue(queue_name, &queue, !ij_shmem_active());
+	ij_admit(&queue, max_jobs, &adm);
+	if (adm.granted < 0)
+		adm.granted = ij_admit_unshared(&queue, max_jobs);
+
+	if (adm.granted > 0)
+	{
+		Datum		values[4];
+
+		if (adm.promote)
+			ij_promote_due(queue.queue_id, queue.name);
+		values[0] = Int32GetDatum(queue.queue_id);
+		values[1] = Int32GetDatum(adm.granted);
+		values[2] = IntervalPGetDatum(&queue.lease_timeout);
+		values[3] = PointerGetDatum(worker_id);
+		used = ij_execute(IJ_PLAN_CLAIM, values, NULL, 0);
+		for (int i = 0; i < used; i++)
+			tuplestore_puttuple(store, SPI_tuptable->vals[i]);
+		ij_count_move(queue.queue_id, IJ_WAITING, IJ_ACTIVE, used);
+	}
+	ij_admit_done(&queue, &adm, used);
+	if (adm.self_notify)
+		Async_Notify(IJ_CHANNEL, queue.name);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* a lease ended in the given state: update the counts, wake who may wait */
+static void
+ij_lease_ended(int32 queue_id, char state, int64 n)
+{
+	ij_count_move(queue_id, IJ_ACTIVE, state, n);
+	ij_wake(queue_id, NULL, IJ_WAKE_SLOTS);
+	if (state == IJ_WAITING)
+		ij_wake(queue_id, NULL, IJ_WAKE_JOBS);
+}
+
+/* complete(job_id, lease_token) */
+Datum
+ij_complete(PG_FUNCTION_ARGS)
+{
+	Datum		values[2];
+	bool		done = false;
+
+	ij_require_arg(fcinfo, 0, "job_id");
+	ij_require_arg(fcinfo, 1, "lease_token");
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+
+	SPI_connect();
+	ij_ensure_loaded();
+	if (ij_execute(IJ_PLAN_COMPLETE, values, NULL, 1) == 1)
+	{
+		ij_lease_ended(ij_result_int32(0, 1), 'c', 1);
+		done = true;
+	}
+	SPI_finish();
+	PG_RETURN_BOOL(done);
+}
+
+/* complete_many(job_ids, lease_tokens) */
+Datum
+ij_complete_many(PG_FUNCTION_ARGS)
+{
+	ArrayType  *ids;
+	ArrayType  *tokens;
+	Datum		values[2];
+	int			nrows;
+	int64		total = 0;
+
+	ij_require_arg(fcinfo, 0, "job_ids");
+	ij_require_arg(fcinfo, 1, "lease_tokens");
+	ids = PG_GETARG_ARRAYTYPE_P(0);
+	tokens = PG_GETARG_ARRAYTYPE_P(1);
+	if (ARR_NDIM(ids) > 1 || ARR_NDIM(tokens) > 1 ||
+		ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) !=
+		ArrayGetNItems(ARR_NDIM(tokens), ARR_DIMS(tokens)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job_ids and lease_tokens must be one-dimensional arrays of the same length")));
+	if (array_contains_nulls(ids) || array_contains_nulls(tokens))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("job_ids and lease_tokens must not contain nulls")));
+	values[0] = PointerGetDatum(ids);
+	values[1] = PointerGetDatum(tokens);
+
+	SPI_connect();
+	ij_ensure_loaded();
+	nrows = ij_execute(IJ_PLAN_COMPLETE_MANY, values, NULL, 0);
+	if (nrows > 0)
+	{
+		/* read the rows first: waking may run statements of its own */
+		int32	   *queue_ids = palloc(sizeof(int32) * nrows);
+		int32	   *counts = palloc(sizeof(int32) * nrows);
+
+		for (int i = 0; i < nrows; i++)
+		{
+			queue_ids[i] = ij_result_int32(i, 1);
+			counts[i] = ij_result_int32(i, 2);
+		}
+		for (int i = 0; i < nrows; i++)
+		{
+			ij_lease_ended(queue_ids[i], 'c', counts[i]);
+			total += counts[i];
+		}
+	}
+	SPI_finish();
+	PG_RETURN_INT64(total);
+}
+
+/* fail(job_id, lease_token, error, retry_in) */
+Datum
+ij_fail(PG_FUNCTION_ARGS)
+{
+	Datum		values[4];
+	char		nulls[5] = "    ";
+	char		state = '\0';
+
+	ij_require_arg(fcinfo, 0, "job_id");
+	ij_require_arg(fcinfo, 1, "lease_token");
+	if (!PG_ARGISNULL(3))
+		ij_check_interval_range("retry_in", PG_GETARG_INTERVAL_P(3), 0, 7);
+	for (int i = 0; i < 4; i++)
+	{
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+
+	SPI_connect();
+	ij_ensure_loaded();
+	if (ij_execute(IJ_PLAN_FAIL, values, nulls, 1) == 1)
+	{
+		bool		isnull;
+
+		state = DatumGetChar(ij_result(0, 2, &isnull));
+		ij_lease_ended(ij_result_int32(0, 1), state, 1);
+	}
+	SPI_finish();
+
+	if (state == '\0')
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(state == IJ_FAILED ? "failed" : "retrying"));
+}
+
+/* heartbeat(job_id, lease_token, extend_by) */
+Datum
+ij_heartbeat(PG_FUNCTION_ARGS)
+{
+	Datum		values[3];
+	char		nulls[4] = "   ";
+	bool		found;
+	TimestampTz expires = 0;
+
+	ij_require_arg(fcinfo, 0, "job_id");
+	ij_require_arg(fcinfo, 1, "lease_token");
+	if (!PG_ARGISNULL(2))
+		ij_check_interval_range("extend_by", PG_GETARG_INTERVAL_P(2), 1, 7);
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+
+	SPI_connect();
+	found = ij_execute(IJ_PLAN_HEARTBEAT, values, nulls, 1) == 1;
+	if (found)
+	{
+		bool		isnull;
+
+		expires = DatumGetTimestampTz(ij_result(0, 1, &isnull));
+	}
+	SPI_finish();
+
+	if (!found)
+		PG_RETURN_NULL();
+	PG_RETURN_TIMESTAMPTZ(expires);
+}
+
+/* release(job_id, lease_token, run_at) */
+Datum
+ij_release(PG_FUNCTION_ARGS)
+{
+	Datum		values[3];
+	char		nulls[4] = "   ";
+	bool		found;
+
+	ij_require_arg(fcinfo, 0, "job_id");
+	ij_require_arg(fcinfo, 1, "lease_token");
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+
+	SPI_connect();
+	ij_ensure_loaded();
+	found = ij_execute(IJ_PLAN_RELEASE, values, nulls, 1) == 1;
+	if (found)
+	{
+		bool		isnull;
+
+		ij_lease_ended(ij_result_int32(0, 1),
+					   DatumGetChar(ij_result(0, 2, &isnull)), 1);
+	}
+	SPI_finish();
+	PG_RETURN_BOOL(found);
+}
+
+static int
+ij_cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Reclaim every expired lease, as reap() and the background worker do:
+ * back to waiting, or failed when that was the last attempt.  Leases that a
+ * complete() or fail() is ending right now are locked and skipped: that call
+ * wins.  Returns how many were reclaimed.  The caller is inside SPI.
+ */
+int
+ij_reap_expired(void)
+{
+	int			n;
+	int64	   *keys;
+	int			nkeys = 0;
+
+	n = ij_execute(IJ_PLAN_REAP, NULL, NULL, 0);
+	if (n == 0)
+		return 0;
+
+	/* one key per reclaimed job: queue_id * 2 + (1 if back to waiting) */
+	keys = (int64 *) palloc(sizeof(int64) * n);
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+		int32		queue_id = ij_result_int32(i, 1);
+		char		state = DatumGetChar(ij_result(i, 2, &isnull));
+
+		ij_count_move(queue_id, IJ_ACTIVE, state, 1);
+		keys[nkeys++] = (int64) queue_id * 2 + (state == IJ_WAITING ? 1 : 0);
+	}
+	qsort(keys, nkeys, sizeof(int64), ij_cmp_int64);
+	for (int i = 0; i < nkeys; i++)
+	{
+		if (i > 0 && keys[i] == keys[i - 1])
+			continue;
+		ij_wake((int32) (keys[i] / 2), NULL, IJ_WAKE_SLOTS);
+		if (keys[i] % 2 == 1)
+			ij_wake((int32) (keys[i] / 2), NULL, IJ_WAKE_JOBS);
+	}
+	pfree(keys);
+	return n;
+}
+
+/* fold the completion log into the queues' completed counts */
+void
+ij_fold_completed_log(void)
+{
+	ij_execute(IJ_PLAN_FOLD_LOG, NULL, NULL, 0);
+}
+
+/* reap() */
+Datum
+ij_reap(PG_FUNCTION_ARGS)
+{
+	int			n;
+
+	SPI_connect();
+	ij_ensure_loaded();
+	n = ij_reap_expired();
+	ij_fold_completed_log();
+	SPI_finish();
+	PG_RETURN_INT32(n);
+}

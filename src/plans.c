@@ -1,0 +1,442 @@
+/*-------------------------------------------------------------------------
+ *
+ * plans.c
+ *	  Every SQL statement the extension runs, prepared once per backend.
+ *
+ * Each statement is parsed and planned the first time a backend needs it,
+ * then kept (SPI_keepplan) for the life of the backend; the plan cache
+ * revalidates it if the extension's tables change.  The statements name
+ * every table, function, type and operator with its schema, so that a
+ * caller's search_path, which the plan cache honours when it re-parses,
+ * cannot change what runs.  Plans are generic: their parameters never make a
+ * custom plan worth the planning time.
+ *
+ * src/plans.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "nodes/parsenodes.h"
+#include "utils/snapmgr.h"
+
+#include "immich_jobs.h"
+
+/* operators and functions, always from pg_catalog */
+#define EQ	" OPERATOR(pg_catalog.=) "
+#define NE	" OPERATOR(pg_catalog.<>) "
+#define LT	" OPERATOR(pg_catalog.<) "
+#define LE	" OPERATOR(pg_catalog.<=) "
+#define GT	" OPERATOR(pg_catalog.>) "
+#define GE	" OPERATOR(pg_catalog.>=) "
+#define PLUS " OPERATOR(pg_catalog.+) "
+#define MINUS " OPERATOR(pg_catalog.-) "
+#define TIMES " OPERATOR(pg_catalog.*) "
+#define NOW " pg_catalog.now() "
+#define CHAR(c) " '" c "'::pg_catalog.\"char\" "
+#define NEXT_JOB_ID \
+	" pg_catalog.nextval('immich_jobs.job_id_seq'::pg_catalog.regclass) "
+#define NEXT_TOKEN \
+	" pg_catalog.nextval('immich_jobs.lease_token_seq'::pg_catalog.regclass) "
+#define NOT_STARTED \
+	" dedup_key IS NOT NULL AND started_at IS NULL" \
+	" AND state" EQ "ANY ('{w,d}'::pg_catalog.\"char\"[]) "
+#define LAST_ATTEMPT " j.attempt" GE "j.max_attempts "
+/* retry_in ($4), else retry_backoff * 2^(attempt - 1), at most 7 days */
+#define RETRY_AT \
+	NOW PLUS "coalesce($4, LEAST(q.retry_backoff" TIMES \
+	"pg_catalog.power(2::pg_catalog.float8, LEAST(j.attempt" MINUS "1, 20)), " \
+	"'7 days'::pg_catalog.interval)) "
+
+#define MAX_PLAN_ARGS 8
+
+typedef struct IjPlanDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[MAX_PLAN_ARGS];
+} IjPlanDef;
+
+static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
+	[IJ_PLAN_QUEUE_GET] = {
+		"SELECT queue_id, concurrency, max_attempts, paused, lease_timeout"
+		"  FROM immich_jobs.queue WHERE queue_name" EQ "$1",
+		1, {TEXTOID}
+	},
+	[IJ_PLAN_QUEUE_GET_LOCKED] = {
+		"SELECT queue_id, concurrency, max_attempts, paused, lease_timeout"
+		"  FROM immich_jobs.queue WHERE queue_name" EQ "$1 FOR UPDATE",
+		1, {TEXTOID}
+	},
+	[IJ_PLAN_QUEUE_NAME] = {
+		"SELECT queue_name FROM immich_jobs.queue WHERE queue_id" EQ "$1",
+		1, {INT4OID}
+	},
+	[IJ_PLAN_QUEUE_INSERT] = {
+		"INSERT INTO immich_jobs.queue"
+		"       (queue_name, concurrency, lease_timeout, max_attempts,"
+		"        retry_backoff)"
+		"VALUES ($1, $2, $3, $4, $5)"
+		"    ON CONFLICT (queue_name) DO NOTHING"
+		" RETURNING queue_id",
+		5, {TEXTOID, INT4OID, INTERVALOID, INT4OID, INTERVALOID}
+	},
+	[IJ_PLAN_QUEUE_ALTER] = {
+		"UPDATE immich_jobs.queue"
+		"   SET concurrency = coalesce($2, concurrency),"
+		"       lease_timeout = coalesce($3, lease_timeout),"
+		"       max_attempts = coalesce($4, max_attempts),"
+		"       retry_backoff = coalesce($5, retry_backoff)"
+		" WHERE queue_name" EQ "$1"
+		" RETURNING queue_id",
+		5, {TEXTOID, INT4OID, INTERVALOID, INT4OID, INTERVALOID}
+	},
+	[IJ_PLAN_QUEUE_PAUSE] = {
+		"UPDATE immich_jobs.queue SET paused = $2"
+		" WHERE queue_name" EQ "$1 RETURNING queue_id",
+		2, {TEXTOID, BOOLOID}
+	},
+	[IJ_PLAN_QUEUE_DELETE] = {
+		"DELETE FROM immich_jobs.queue WHERE queue_id" EQ "$1",
+		1, {INT4OID}
+	},
+	[IJ_PLAN_QUEUE_RESET_COMPLETED] = {
+		/* the caller holds the queue's row lock */
+		"WITH l AS (DELETE FROM immich_jobs.completed_log"
+		"            WHERE queue_id" EQ "$1 RETURNING n),"
+		"     o AS (SELECT completed_base FROM immich_jobs.queue"
+		"            WHERE queue_id" EQ "$1)"
+		"UPDATE immich_jobs.queue SET completed_base = 0"
+		" WHERE queue_id" EQ "$1"
+		" RETURNING (SELECT completed_base FROM o)"
+		PLUS "coalesce((SELECT pg_catalog.sum(n) FROM l), 0)",
+		1, {INT4OID}
+	},
+	[IJ_PLAN_ACTIVE_COUNT] = {
+		"SELECT pg_catalog.count(*) FROM immich_jobs.job"
+		" WHERE state" EQ CHAR("a") "AND queue_id" EQ "$1",
+		1, {INT4OID}
+	},
+	[IJ_PLAN_COUNTS_ALL] = {
+		/* columns 3 to 8 are in IjCount order */
+		"SELECT q.queue_id, q.queue_name,"
+		"       coalesce(j.waiting, 0), coalesce(j.delayed, 0),"
+		"       coalesce(j.active, 0), coalesce(j.failed, 0),"
+		"       coalesce(j.cancelled, 0),"
+		"       q.completed_base" PLUS "coalesce(l.n, 0)"
+		"  FROM immich_jobs.queue q"
+		"  LEFT JOIN (SELECT queue_id,"
+		"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("w") ") AS waiting,"
+		"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("d") ") AS delayed,"
+		"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("a") ") AS active,"
+		"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("f") ") AS failed,"
+		"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("x") ") AS cancelled"
+		"               FROM immich_jobs.job GROUP BY queue_id) j"
+		"         ON j.queue_id" EQ "q.queue_id"
+		"  LEFT JOIN (SELECT queue_id, pg_catalog.sum(n) AS n"
+		"               FROM immich_jobs.completed_log GROUP BY queue_id) l"
+		"         ON l.queue_id" EQ "q.queue_id",
+		0, {InvalidOid}
+	},
+	[IJ_PLAN_COUNTS_ONE] = {
+		/* without shared memory: one count per state, each by its index */
+		"SELECT (SELECT pg_catalog.count(*) FROM immich_jobs.job"
+		"         WHERE state" EQ CHAR("w") "AND queue_id" EQ "$1),"
+		"       (SELECT pg_catalog.count(*) FROM immich_jobs.job"
+		"         WHERE state" EQ CHAR("d") "AND queue_id" EQ "$1),"
+		"       (SELECT pg_catalog.count(*) FROM immich_jobs.job"
+		"         WHERE state" EQ CHAR("a") "AND queue_id" EQ "$1),"
+		"       (SELECT pg_catalog.count(*) FROM immich_jobs.job"
+		"         WHERE state" EQ CHAR("f") "AND queue_id" EQ "$1),"
+		"       (SELECT pg_catalog.count(*) FROM immich_jobs.job"
+		"         WHERE state" EQ CHAR("x") "AND queue_id" EQ "$1),"
+		"       (SELECT q.completed_base" PLUS "coalesce(pg_catalog.sum(l.n), 0)"
+		"          FROM immich_jobs.queue q"
+		"          LEFT JOIN immich_jobs.completed_log l"
+		"                 ON l.queue_id" EQ "q.queue_id"
+		"         WHERE q.queue_id" EQ "$1 GROUP BY q.completed_base)",
+		1, {INT4OID}
+	},
+	[IJ_PLAN_JOB_INSERT] = {
+		"INSERT INTO immich_jobs.job"
+		"       (job_id, queue_id, state, priority, run_at, max_attempts,"
+		"        job_name, payload, created_at, attempt)"
+		"VALUES (" NEXT_JOB_ID ", $1, $2, $3, $4, $5, $6, $7," NOW ", 0)"
+		" RETURNING job_id",
+		7, {INT4OID, CHAROID, INT4OID, TIMESTAMPTZOID, INT4OID, TEXTOID, JSONBOID}
+	},
+	[IJ_PLAN_JOB_INSERT_DEDUP] = {
+		"INSERT INTO immich_jobs.job"
+		"       (job_id, queue_id, state, priority, run_at, max_attempts,"
+		"        job_name, payload, dedup_key, created_at, attempt)"
+		"VALUES (" NEXT_JOB_ID ", $1, $2, $3, $4, $5, $6, $7, $8," NOW ", 0)"
+		"    ON CONFLICT (queue_id, dedup_key) WHERE" NOT_STARTED "DO NOTHING"
+		" RETURNING job_id",
+		8, {INT4OID, CHAROID, INT4OID, TIMESTAMPTZOID, INT4OID, TEXTOID, JSONBOID, TEXTOID}
+	},
+	[IJ_PLAN_JOB_FIND_DEDUP] = {
+		"SELECT job_id FROM immich_jobs.job"
+		" WHERE queue_id" EQ "$1 AND dedup_key" EQ "$2 AND" NOT_STARTED,
+		2, {INT4OID, TEXTOID}
+	},
+	[IJ_PLAN_JOB_INSERT_MANY] = {
+		"INSERT INTO immich_jobs.job"
+		"       (job_id, queue_id, state, priority, run_at, max_attempts,"
+		"        job_name, payload, created_at, attempt)"
+		"SELECT " NEXT_JOB_ID ", $1, u.s, u.p, u.r, u.m, u.n, u.j," NOW ", 0"
+		"  FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
+		"                  pg_catalog.unnest($4), pg_catalog.unnest($5),"
+		"                  pg_catalog.unnest($6), pg_catalog.unnest($7))"
+		"       AS u(s, p, r, m, n, j)",
+		7, {INT4OID, CHARARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID,
+		INT4ARRAYOID, TEXTARRAYOID, JSONBARRAYOID}
+	},
+	[IJ_PLAN_PROMOTE] = {
+		"WITH c AS (SELECT job_id FROM immich_jobs.job"
+		"            WHERE state" EQ CHAR("d") "AND queue_id" EQ "$1"
+		"              AND run_at" LE NOW
+		"            ORDER BY run_at LIMIT 10000"
+		"              FOR UPDATE SKIP LOCKED)"
+		"UPDATE immich_jobs.job j SET state =" CHAR("w")
+		"  FROM c WHERE j.job_id" EQ "c.job_id",
+		1, {INT4OID}
+	},
+	[IJ_PLAN_CLAIM] = {
+		"WITH c AS (SELECT job_id FROM immich_jobs.job"
+		"            WHERE state" EQ CHAR("w") "AND queue_id" EQ "$1"
+		"            ORDER BY priority DESC, job_id LIMIT $2"
+		"              FOR UPDATE SKIP LOCKED),"
+		"     u AS (UPDATE immich_jobs.job j"
+		"              SET state =" CHAR("a") ","
+		"                  attempt = j.attempt" PLUS "1,"
+		"                  lease_token =" NEXT_TOKEN ","
+		"                  lease_expires_at =" NOW PLUS "$3,"
+		"                  started_at = coalesce(j.started_at," NOW "),"
+		"                  worker_id = $4"
+		"             FROM c WHERE j.job_id" EQ "c.job_id"
+		"           RETURNING j.job_id, j.job_name, j.payload, j.attempt,"
+		"                     j.lease_token, j.lease_expires_at, j.priority)"
+		"SELECT job_id, job_name, payload, attempt, lease_token,"
+		"       lease_expires_at"
+		"  FROM u ORDER BY priority DESC, job_id",
+		4, {INT4OID, INT4OID, INTERVALOID, TEXTOID}
+	},
+	[IJ_PLAN_COMPLETE] = {
+		"WITH d AS (DELETE FROM immich_jobs.job"
+		"            WHERE job_id" EQ "$1 AND lease_token" EQ "$2"
+		"              AND state" EQ CHAR("a")
+		"           RETURNING queue_id)"
+		"INSERT INTO immich_jobs.completed_log (queue_id, n)"
+		"SELECT queue_id, 1 FROM d RETURNING queue_id",
+		2, {INT8OID, INT8OID}
+	},
+	[IJ_PLAN_COMPLETE_MANY] = {
+		"WITH d AS (DELETE FROM immich_jobs.job j"
+		"            USING ROWS FROM (pg_catalog.unnest($1),"
+		"                             pg_catalog.unnest($2)) AS t(id, tok)"
+		"            WHERE j.job_id" EQ "t.id AND j.lease_token" EQ "t.tok"
+		"              AND j.state" EQ CHAR("a")
+		"           RETURNING j.queue_id),"
+		"     g AS (SELECT queue_id, pg_catalog.count(*)::pg_catalog.int4 AS n"
+		"             FROM d GROUP BY queue_id)"
+		"INSERT INTO immich_jobs.completed_log (queue_id, n)"
+		"SELECT queue_id, n FROM g RETURNING queue_id, n",
+		2, {INT8ARRAYOID, INT8ARRAYOID}
+	},
+	[IJ_PLAN_FAIL] = {
+		"UPDATE immich_jobs.job j"
+		"   SET state = CASE WHEN" LAST_ATTEMPT "THEN" CHAR("f")
+		"                    WHEN" RETRY_AT GT NOW "THEN" CHAR("d")
+		"                    ELSE" CHAR("w") "END,"
+		"       run_at = CASE WHEN" LAST_ATTEMPT "THEN j.run_at"
+		"                     ELSE" RETRY_AT "END,"
+		"       finished_at = CASE WHEN" LAST_ATTEMPT "THEN" NOW "END,"
+		"       last_error = $3, lease_token = NULL, lease_expires_at = NULL"
+		"  FROM immich_jobs.queue q"
+		" WHERE j.job_id" EQ "$1 AND j.lease_token" EQ "$2"
+		"   AND j.state" EQ CHAR("a") "AND q.queue_id" EQ "j.queue_id"
+		" RETURNING j.queue_id, j.state",
+		4, {INT8OID, INT8OID, TEXTOID, INTERVALOID}
+	},
+	[IJ_PLAN_HEARTBEAT] = {
+		"UPDATE immich_jobs.job j"
+		"   SET lease_expires_at =" NOW PLUS "coalesce($3, q.lease_timeout)"
+		"  FROM immich_jobs.queue q"
+		" WHERE j.job_id" EQ "$1 AND j.lease_token" EQ "$2"
+		"   AND j.state" EQ CHAR("a") "AND q.queue_id" EQ "j.queue_id"
+		" RETURNING j.lease_expires_at",
+		3, {INT8OID, INT8OID, INTERVALOID}
+	},
+	[IJ_PLAN_RELEASE] = {
+		"UPDATE immich_jobs.job j"
+		"   SET state = CASE WHEN $3" GT NOW "THEN" CHAR("d")
+		"                    ELSE" CHAR("w") "END,"
+		"       run_at = GREATEST($3," NOW "),"
+		"       attempt = j.attempt" MINUS "1,"
+		"       lease_token = NULL, lease_expires_at = NULL"
+		" WHERE j.job_id" EQ "$1 AND j.lease_token" EQ "$2"
+		"   AND j.state" EQ CHAR("a")
+		" RETURNING j.queue_id, j.state",
+		3, {INT8OID, INT8OID, TIMESTAMPTZOID}
+	},
+	[IJ_PLAN_REAP] = {
+		"WITH c AS (SELECT job_id FROM immich_jobs.job"
+		"            WHERE state" EQ CHAR("a")
+		"              AND lease_expires_at" LT NOW
+		"              FOR UPDATE SKIP LOCKED)"
+		"UPDATE immich_jobs.job j"
+		"   SET state = CASE WHEN" LAST_ATTEMPT "THEN" CHAR("f")
+		"                    ELSE" CHAR("w") "END,"
+		"       finished_at = CASE WHEN" LAST_ATTEMPT "THEN" NOW "END,"
+		"       last_error = 'lease expired',"
+		"       lease_token = NULL, lease_expires_at = NULL"
+		"  FROM c WHERE j.job_id" EQ "c.job_id"
+		" RETURNING j.queue_id, j.state",
+		0, {InvalidOid}
+	},
+	[IJ_PLAN_FOLD_LOG] = {
+		/* queues locked by clear() or a claim are folded next time */
+		"WITH q AS (SELECT queue_id FROM immich_jobs.queue"
+		"              FOR NO KEY UPDATE SKIP LOCKED),"
+		"     d AS (DELETE FROM immich_jobs.completed_log l USING q"
+		"            WHERE l.queue_id" EQ "q.queue_id"
+		"           RETURNING l.queue_id, l.n),"
+		"     s AS (SELECT queue_id, pg_catalog.sum(n) AS n"
+		"             FROM d GROUP BY queue_id)"
+		"UPDATE immich_jobs.queue u"
+		"   SET completed_base = u.completed_base" PLUS "s.n"
+		"  FROM s WHERE u.queue_id" EQ "s.queue_id",
+		0, {InvalidOid}
+	},
+	[IJ_PLAN_DELETE_LOG] = {
+		"DELETE FROM immich_jobs.completed_log WHERE queue_id" EQ "$1",
+		1, {INT4OID}
+	},
+	[IJ_PLAN_DELETE_JOBS] = {
+		"WITH d AS (DELETE FROM immich_jobs.job"
+		"            WHERE queue_id" EQ "$1 AND state" EQ "ANY ($2)"
+		"           RETURNING state)"
+		"SELECT state, pg_catalog.count(*) FROM d GROUP BY state",
+		2, {INT4OID, CHARARRAYOID}
+	},
+	[IJ_PLAN_RETRY_FAILED] = {
+		"WITH u AS (UPDATE immich_jobs.job"
+		"              SET state =" CHAR("w") ", attempt = 0,"
+		"                  run_at =" NOW ", finished_at = NULL"
+		"            WHERE state" EQ CHAR("f") "AND queue_id" EQ "$1"
+		"           RETURNING 1)"
+		"SELECT pg_catalog.count(*) FROM u",
+		1, {INT4OID}
+	},
+	[IJ_PLAN_JOB_LOOKUP] = {
+		"SELECT queue_id, state FROM immich_jobs.job WHERE job_id" EQ "$1",
+		1, {INT8OID}
+	},
+	[IJ_PLAN_CANCEL] = {
+		"WITH o AS (SELECT job_id, state FROM immich_jobs.job"
+		"            WHERE job_id" EQ "$1 FOR UPDATE)"
+		"UPDATE immich_jobs.job j"
+		"   SET state =" CHAR("x") ", finished_at =" NOW ","
+		"       lease_token = NULL, lease_expires_at = NULL"
+		"  FROM o"
+		" WHERE j.job_id" EQ "o.job_id"
+		"   AND o.state" EQ "ANY ('{w,d,a}'::pg_catalog.\"char\"[])"
+		" RETURNING j.queue_id, o.state",
+		1, {INT8OID}
+	},
+	[IJ_PLAN_LAST_JOB_ID] = {
+		"SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
+		"  FROM immich_jobs.job_id_seq",
+		0, {InvalidOid}
+	},
+};
+
+static SPIPlanPtr plans[IJ_NUM_PLANS];
+
+/*
+ * Return the kept plan for a statement, preparing it on first use.
+ */
+static SPIPlanPtr
+ij_plan(IjPlanId id)
+{
+	SPIPlanPtr	plan;
+
+	Assert(id >= 0 && id < IJ_NUM_PLANS);
+	if (plans[id] != NULL)
+		return plans[id];
+
+	plan = SPI_prepare_cursor(plan_defs[id].sql, plan_defs[id].nargs,
+							  (Oid *) plan_defs[id].argtypes,
+							  CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare_cursor failed for immich_jobs statement %d: %s",
+			 (int) id, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed for immich_jobs statement %d",
+			 (int) id);
+	plans[id] = plan;
+	return plan;
+}
+
+/*
+ * Run a statement with the given parameters (nulls as for SPI_execute_plan:
+ * NULL or a string of ' ' and 'n').  Returns SPI_processed.
+ */
+int
+ij_execute(IjPlanId id, Datum *values, const char *nulls, long tcount)
+{
+	int			rc;
+
+	rc = SPI_execute_plan(ij_plan(id), values, nulls, false, tcount);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed for immich_jobs statement %d: %s",
+			 (int) id, SPI_result_code_string(rc));
+	return (int) SPI_processed;
+}
+
+/*
+ * Run a statement with the latest snapshot rather than the transaction's,
+ * so that it sees every commit up to now even in REPEATABLE READ.
+ */
+int
+ij_execute_latest(IjPlanId id, Datum *values, const char *nulls)
+{
+	int			rc;
+
+	rc = SPI_execute_snapshot(ij_plan(id), values, nulls,
+							  GetLatestSnapshot(), InvalidSnapshot,
+							  false, false, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_snapshot failed for immich_jobs statement %d: %s",
+			 (int) id, SPI_result_code_string(rc));
+	return (int) SPI_processed;
+}
+
+/* column col (1-based) of row row of the last result */
+Datum
+ij_result(int row, int col, bool *isnull)
+{
+	Assert(SPI_tuptable != NULL && row < (int) SPI_processed);
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+						 col, isnull);
+}
+
+int64
+ij_result_int64(int row, int col)
+{
+	bool		isnull;
+	Datum		d = ij_result(row, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+int32
+ij_result_int32(int row, int col)
+{
+	bool		isnull;
+	Datum		d = ij_result(row, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}

@@ -1,0 +1,553 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue.c
+ *	  Queues and their administration: create_queue, alter_queue,
+ *	  set_concurrency, pause_queue, resume_queue, drop_queue, retry_failed,
+ *	  clear, cancel, and the counts behind the queue_counts view.
+ *
+ * src/queue.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+
+#include "immich_jobs.h"
+
+PG_FUNCTION_INFO_V1(ij_create_queue);
+PG_FUNCTION_INFO_V1(ij_alter_queue);
+PG_FUNCTION_INFO_V1(ij_set_concurrency);
+PG_FUNCTION_INFO_V1(ij_pause_queue);
+PG_FUNCTION_INFO_V1(ij_resume_queue);
+PG_FUNCTION_INFO_V1(ij_drop_queue);
+PG_FUNCTION_INFO_V1(ij_retry_failed);
+PG_FUNCTION_INFO_V1(ij_clear);
+PG_FUNCTION_INFO_V1(ij_cancel);
+PG_FUNCTION_INFO_V1(ij_queue_counts);
+
+/*
+ * Check a queue name: 1 to 63 characters of [A-Za-z0-9_.:-].
+ */
+void
+ij_check_queue_name(const char *name)
+{
+	size_t		len = strlen(name);
+
+	if (len == 0 || len > IJ_QUEUE_NAME_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid queue name \"%s\"", name),
+				 errdetail("A queue name has 1 to %d characters.",
+						   IJ_QUEUE_NAME_MAX)));
+
+	for (const char *c = name; *c; c++)
+	{
+		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+			(*c >= '0' && *c <= '9') ||
+			*c == '_' || *c == '.' || *c == ':' || *c == '-')
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid queue name \"%s\"", name),
+				 errdetail("A queue name may contain only letters A to Z and a to z, digits, and the characters \"_\", \".\", \":\" and \"-\".")));
+	}
+}
+
+/* raise 22004 if argument argno is NULL */
+void
+ij_require_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname)));
+}
+
+/* the queue_name argument argno, checked */
+char *
+ij_queue_name_arg(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *name;
+
+	ij_require_arg(fcinfo, argno, "queue_name");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	ij_check_queue_name(name);
+	return name;
+}
+
+/* raise 22023 unless lo <= value <= hi */
+void
+ij_check_int_range(const char *argname, int32 value, int32 lo, int32 hi)
+{
+	if (value < lo || value > hi)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between %d and %d", argname, lo, hi),
+				 errdetail("The value given was %d.", value)));
+}
+
+static int
+ij_interval_cmp(Interval *a, Interval *b)
+{
+	return DatumGetInt32(DirectFunctionCall2(interval_cmp,
+											 IntervalPGetDatum(a),
+											 IntervalPGetDatum(b)));
+}
+
+/*
+ * Raise 22023 unless the interval lies between lo and hi seconds (hi is
+ * a whole number of days).
+ */
+void
+ij_check_interval_range(const char *argname, Interval *value,
+						int64 lo_seconds, int32 hi_days)
+{
+	Interval	lo = {0};
+	Interval	hi = {0};
+
+	lo.time = lo_seconds * USECS_PER_SEC;
+	hi.day = hi_days;
+	if (ij_interval_cmp(value, &lo) < 0 || ij_interval_cmp(value, &hi) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between %s and %d days", argname,
+						lo_seconds == 0 ? "0" : "1 second", hi_days),
+				 errdetail("The value given was %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(value))))));
+}
+
+/*
+ * Read a queue's row.  With for_update the row is locked until the end of
+ * the transaction.  Returns false if there is no such queue.
+ */
+bool
+ij_lookup_queue(const char *name, IjQueue *queue, bool for_update)
+{
+	Datum		values[1];
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(name);
+	if (ij_execute(for_update ? IJ_PLAN_QUEUE_GET_LOCKED : IJ_PLAN_QUEUE_GET,
+				   values, NULL, 1) == 0)
+		return false;
+
+	queue->queue_id = ij_result_int32(0, 1);
+	queue->concurrency = ij_result_int32(0, 2);
+	queue->max_attempts = ij_result_int32(0, 3);
+	queue->paused = DatumGetBool(ij_result(0, 4, &isnull));
+	queue->lease_timeout = *DatumGetIntervalP(ij_result(0, 5, &isnull));
+	strlcpy(queue->name, name, sizeof(queue->name));
+	return true;
+}
+
+/* as ij_lookup_queue, but an unknown queue is an error */
+void
+ij_get_queue(const char *name, IjQueue *queue, bool for_update)
+{
+	if (!ij_lookup_queue(name, queue, for_update))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue \"%s\" does not exist", name)));
+}
+
+/* a queue's name, or NULL if it is gone; used where only the id is known */
+char *
+ij_queue_name_by_id(int32 queue_id)
+{
+	Datum		values[1];
+	bool		isnull;
+
+	values[0] = Int32GetDatum(queue_id);
+	if (ij_execute(IJ_PLAN_QUEUE_NAME, values, NULL, 1) == 0)
+		return NULL;
+	return TextDatumGetCString(ij_result(0, 1, &isnull));
+}
+
+/*
+ * create_queue(queue_name, concurrency, lease_timeout, max_attempts,
+ *				retry_backoff, if_not_exists)
+ */
+Datum
+ij_create_queue(PG_FUNCTION_ARGS)
+{
+	char	   *name = ij_queue_name_arg(fcinfo, 0);
+	Datum		values[5];
+
+	ij_require_arg(fcinfo, 1, "concurrency");
+	ij_require_arg(fcinfo, 2, "lease_timeout");
+	ij_require_arg(fcinfo, 3, "max_attempts");
+	ij_require_arg(fcinfo, 4, "retry_backoff");
+	ij_require_arg(fcinfo, 5, "if_not_exists");
+	ij_check_int_range("concurrency", PG_GETARG_INT32(1), 1, IJ_CONCURRENCY_MAX);
+	ij_check_interval_range("lease_timeout", PG_GETARG_INTERVAL_P(2), 1, 7);
+	ij_check_int_range("max_attempts", PG_GETARG_INT32(3), 1, IJ_ATTEMPTS_MAX);
+	ij_check_interval_range("retry_backoff", PG_GETARG_INTERVAL_P(4), 0, 7);
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_GETARG_DATUM(2);
+	values[3] = PG_GETARG_DATUM(3);
+	values[4] = PG_GETARG_DATUM(4);
+
+	SPI_connect();
+	ij_ensure_loaded();
+	if (ij_execute(IJ_PLAN_QUEUE_INSERT, values, NULL, 1) == 1)
+		ij_queue_created(ij_result_int32(0, 1), name);
+	else if (PG_GETARG_BOOL(5))
+		ereport(NOTICE,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("queue \"%s\" already exists, skipping", name)));
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("queue \"%s\" already exists", name)));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * Change a queue's settings (NULL: leave as is).  Raising the concurrency
+ * may admit claims that are waiting, so it always notifies; so does
+ * resume_queue.  The settings are read by every claim, so the change takes
+ * effect at the next claim after this transaction commits.
+ */
+static void
+ij_alter(FunctionCallInfo fcinfo, const char *name, Datum concurrency,
+		 bool concurrency_null, int argbase)
+{
+	Datum		values[5];
+	char		nulls[6] = "     ";
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = concurrency;
+	nulls[1] = concurrency_null ? 'n' : ' ';
+	for (int i = 2; i < 5; i++)
+	{
+		int			argno = argbase + i - 2;
+
+		if (argbase < 0 || PG_ARGISNULL(argno))
+		{
+			values[i] = (Datum) 0;
+			nulls[i] = 'n';
+		}
+		else
+			values[i] = PG_GETARG_DATUM(argno);
+	}
+
+	SPI_connect();
+	if (ij_execute(IJ_PLAN_QUEUE_ALTER, values, nulls, 1) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue \"%s\" does not exist", name)));
+	if (!concurrency_null)
+		Async_Notify(IJ_CHANNEL, name);
+	SPI_finish();
+}
+
+/*
+ * alter_queue(queue_name, concurrency, lease_timeout, max_attempts,
+ *			   retry_backoff)
+ */
+Datum
+ij_alter_queue(PG_FUNCTION_ARGS)
+{
+	char	   *name = ij_queue_name_arg(fcinfo, 0);
+
+	if (!PG_ARGISNULL(1))
+		ij_check_int_range("concurrency", PG_GETARG_INT32(1), 1,
+						   IJ_CONCURRENCY_MAX);
+	if (!PG_ARGISNULL(2))
+		ij_check_interval_range("lease_timeout", PG_GETARG_INTERVAL_P(2),
+								1, 7);
+	if (!PG_ARGISNULL(3))
+		ij_check_int_range("max_attempts", PG_GETARG_INT32(3), 1,
+						   IJ_ATTEMPTS_MAX);
+	if (!PG_ARGISNULL(4))
+		ij_check_interval_range("retry_backoff", PG_GETARG_INTERVAL_P(4),
+								0, 7);
+
+	/* argument order of the statement: concurrency, lease, attempts, backoff */
+	ij_alter(fcinfo, name, PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
+			 PG_ARGISNULL(1), 2);
+	PG_RETURN_VOID();
+}
+
+/* set_concurrency(queue_name, concurrency) */
+Datum
+ij_set_concurrency(PG_FUNCTION_ARGS)
+{
+	char	   *name = ij_queue_name_arg(fcinfo, 0);
+
+	ij_require_arg(fcinfo, 1, "concurrency");
+	ij_check_int_range("concurrency", PG_GETARG_INT32(1), 1,
+					   IJ_CONCURRENCY_MAX);
+	ij_alter(fcinfo, name, PG_GETARG_DATUM(1), false, -1);
+	PG_RETURN_VOID();
+}
+
+static void
+ij_set_paused(const char *name, bool paused)
+{
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = BoolGetDatum(paused);
+	SPI_connect();
+	if (ij_execute(IJ_PLAN_QUEUE_PAUSE, values, NULL, 1) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue \"%s\" does not exist", name)));
+	if (!paused)
+		Async_Notify(IJ_CHANNEL, name);
+	SPI_finish();
+}
+
+/* pause_queue(queue_name) */
+Datum
+ij_pause_queue(PG_FUNCTION_ARGS)
+{
+	ij_set_paused(ij_queue_name_arg(fcinfo, 0), true);
+	PG_RETURN_VOID();
+}
+
+/* resume_queue(queue_name) */
+Datum
+ij_resume_queue(PG_FUNCTION_ARGS)
+{
+	ij_set_paused(ij_queue_name_arg(fcinfo, 0), false);
+	PG_RETURN_VOID();
+}
+
+/*
+ * Delete a queue's jobs in the given states, recording the counts.
+ * Returns how many were deleted.
+ */
+static int64
+ij_delete_jobs(int32 queue_id, const char *states)
+{
+	int			nstates = strlen(states);
+	Datum	   *elems = palloc(sizeof(Datum) * nstates);
+	Datum		values[2];
+	int64		total = 0;
+	int			nrows;
+
+	for (int i = 0; i < nstates; i++)
+		elems[i] = CharGetDatum(states[i]);
+	values[0] = Int32GetDatum(queue_id);
+	values[1] = PointerGetDatum(construct_array(elems, nstates, CHAROID,
+												1, true, TYPALIGN_CHAR));
+	nrows = ij_execute(IJ_PLAN_DELETE_JOBS, values, NULL, 0);
+	for (int i = 0; i < nrows; i++)
+	{
+		bool		isnull;
+		char		state = DatumGetChar(ij_result(i, 1, &isnull));
+		int64		n = ij_result_int64(i, 2);
+
+		ij_count_move(queue_id, state, '\0', n);
+		total += n;
+	}
+	return total;
+}
+
+/* drop_queue(queue_name, force) */
+Datum
+ij_drop_queue(PG_FUNCTION_ARGS)
+{
+	char	   *name = ij_queue_name_arg(fcinfo, 0);
+	bool		force;
+	IjQueue		queue;
+	Datum		values[1];
+
+	ij_require_arg(fcinfo, 1, "force");
+	force = PG_GETARG_BOOL(1);
+
+	SPI_connect();
+	ij_ensure_loaded();
+	ij_get_queue(name, &queue, true);
+	values[0] = Int32GetDatum(queue.queue_id);
+
+	/*
+	 * Without force, delete all but the active jobs, then look for active
+	 * ones with a fresh snapshot: deleting waited for any claim that had
+	 * leased one of the queue's jobs, so every lease is visible now.
+	 */
+	(void) ij_delete_jobs(queue.queue_id, force ? "wdafx" : "wdfx");
+	if (!force)
+	{
+		int64		active;
+
+		ij_execute_latest(IJ_PLAN_ACTIVE_COUNT, values, NULL);
+		active = ij_result_int64(0, 1);
+		if (active > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("cannot drop queue \"%s\" because it has active jobs",
+							name),
+					 errdetail_plural("%lld job is active.",
+									  "%lld jobs are active.",
+									  active, (long long) active),
+					 errhint("Wait for them to finish, cancel them, or use force => true.")));
+	}
+	ij_execute(IJ_PLAN_DELETE_LOG, values, NULL, 0);
+	ij_execute(IJ_PLAN_QUEUE_DELETE, values, NULL, 0);
+	ij_queue_dropped(queue.queue_id);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* retry_failed(queue_name) */
+Datum
+ij_retry_failed(PG_FUNCTION_ARGS)
+{
+	char	   *name = ij_queue_name_arg(fcinfo, 0);
+	IjQueue		queue;
+	Datum		values[1];
+	int64		n;
+
+	SPI_connect();
+	ij_ensure_loaded();
+	ij_get_queue(name, &queue, false);
+	values[0] = Int32GetDatum(queue.queue_id);
+	ij_execute(IJ_PLAN_RETRY_FAILED, values, NULL, 1);
+	n = ij_result_int64(0, 1);
+	if (n > 0)
+	{
+		ij_count_move(queue.queue_id, IJ_FAILED, IJ_WAITING, n);
+		ij_wake(queue.queue_id, queue.name, IJ_WAKE_JOBS);
+	}
+	SPI_finish();
+	PG_RETURN_INT64(n);
+}
+
+/* clear(queue_name, state) */
+Datum
+ij_clear(PG_FUNCTION_ARGS)
+{
+	char	   *name = ij_queue_name_arg(fcinfo, 0);
+	char	   *state;
+	const char *codes = NULL;
+	IjQueue		queue;
+	int64		n;
+
+	ij_require_arg(fcinfo, 1, "state");
+	state = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strcmp(state, "waiting") == 0)
+		codes = "wd";
+	else if (strcmp(state, "delayed") == 0)
+		codes = "d";
+	else if (strcmp(state, "failed") == 0)
+		codes = "f";
+	else if (strcmp(state, "cancelled") == 0)
+		codes = "x";
+	else if (strcmp(state, "active") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot clear active jobs"),
+				 errhint("Cancel active jobs one by one with immich_jobs.cancel(job_id).")));
+	else if (strcmp(state, "completed") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid job state \"%s\"", state),
+				 errhint("Valid states are \"waiting\" (with \"delayed\"), \"delayed\", \"failed\", \"cancelled\" and \"completed\".")));
+
+	SPI_connect();
+	ij_ensure_loaded();
+	/* the row lock orders us with the folding of the completion log */
+	ij_get_queue(name, &queue, codes == NULL);
+	if (codes != NULL)
+		n = ij_delete_jobs(queue.queue_id, codes);
+	else
+	{
+		Datum		values[1];
+
+		values[0] = Int32GetDatum(queue.queue_id);
+		ij_execute(IJ_PLAN_QUEUE_RESET_COMPLETED, values, NULL, 1);
+		n = ij_result_int64(0, 1);
+		ij_count_add(queue.queue_id, IJ_COUNT_COMPLETED, -n);
+	}
+	SPI_finish();
+	PG_RETURN_INT64(n);
+}
+
+/* cancel(job_id) */
+Datum
+ij_cancel(PG_FUNCTION_ARGS)
+{
+	int64		job_id;
+	Datum		values[1];
+	bool		cancelled = false;
+
+	ij_require_arg(fcinfo, 0, "job_id");
+	job_id = PG_GETARG_INT64(0);
+	values[0] = Int64GetDatum(job_id);
+
+	SPI_connect();
+	ij_ensure_loaded();
+	if (ij_execute(IJ_PLAN_CANCEL, values, NULL, 1) == 1)
+	{
+		int32		queue_id = ij_result_int32(0, 1);
+		bool		isnull;
+		char		old = DatumGetChar(ij_result(0, 2, &isnull));
+
+		ij_count_move(queue_id, old, IJ_CANCELLED, 1);
+		if (old == IJ_ACTIVE)
+			ij_wake(queue_id, NULL, IJ_WAKE_SLOTS);
+		cancelled = true;
+	}
+	else if (ij_execute(IJ_PLAN_JOB_LOOKUP, values, NULL, 1) == 0)
+	{
+		/* not kept: completed and gone, or never enqueued at all? */
+		ij_execute(IJ_PLAN_LAST_JOB_ID, NULL, NULL, 1);
+		if (job_id < 1 || job_id > ij_result_int64(0, 1))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("job %lld does not exist", (long long) job_id)));
+	}
+	SPI_finish();
+	PG_RETURN_BOOL(cancelled);
+}
+
+/*
+ * _queue_counts(queue_id): the counts behind the queue_counts view, from
+ * shared memory if they are kept there, else counted.
+ */
+Datum
+ij_queue_counts(PG_FUNCTION_ARGS)
+{
+	int32		queue_id = PG_GETARG_INT32(0);
+	TupleDesc	tupdesc;
+	int64		counts[IJ_NUM_COUNTS];
+	Datum		values[5];
+	bool		nulls[5] = {false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	SPI_connect();
+	if (!ij_shared_counts(queue_id, counts))
+	{
+		Datum		args[1];
+
+		args[0] = Int32GetDatum(queue_id);
+		ij_execute(IJ_PLAN_COUNTS_ONE, args, NULL, 1);
+		for (int c = 0; c < IJ_NUM_COUNTS; c++)
+			counts[c] = ij_result_int64(0, c + 1);
+	}
+	SPI_finish();
+
+	values[0] = Int64GetDatum(counts[IJ_COUNT_ACTIVE]);
+	values[1] = Int64GetDatum(counts[IJ_COUNT_WAITING]);
+	values[2] = Int64GetDatum(counts[IJ_COUNT_DELAYED]);
+	values[3] = Int64GetDatum(counts[IJ_COUNT_FAILED]);
+	values[4] = Int64GetDatum(counts[IJ_COUNT_COMPLETED]);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
