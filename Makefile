@@ -13,6 +13,18 @@ EXTENSION = immich_jobs
 DATA = sql/immich_jobs--1.0.sql
 PGFILEDESC = "immich_jobs - durable job queue for Immich"
 
+# pg_regress tests: sql/<name>.sql, expected/<name>.out
+REGRESS = install
+REGRESS_OPTS = --inputdir=.
+
+# isolation tests: test/isolation/specs/<name>.spec, .../expected/<name>.out
+ISOLATION = 
+ISOLATION_OPTS = --inputdir=test/isolation
+
+# TAP tests (PostgreSQL::Test::Cluster): test/t/*.pl
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
 PG_CONFIG ?= pg_config
 
 # Our code builds clean with -Wall -Wextra; the server's headers are included
@@ -25,3 +37,33 @@ endif
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Every suite runs on throwaway servers that the suite starts itself, in
+# both modes: MODE=preload (shared_preload_libraries = 'immich_jobs') and
+# MODE=plain (loaded on demand).  "make install" first.
+MODE ?= preload
+TEMP_CONF = --temp-config=$(srcdir)/test/conf/$(MODE).conf
+
+.PHONY: test test-regress test-isolation test-tap test-pgtap
+
+test-regress:
+	@mkdir -p test/output
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(TEMP_CONF) \
+		--temp-instance=$(CURDIR)/tmp_check_regress_$(MODE) \
+		--outputdir=$(CURDIR)/test/output/regress-$(MODE) $(REGRESS)
+
+test-isolation:
+	@mkdir -p test/output
+	$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(TEMP_CONF) \
+		--temp-instance=$(CURDIR)/tmp_check_iso_$(MODE) \
+		--outputdir=$(CURDIR)/test/output/isolation-$(MODE) $(ISOLATION)
+
+test-tap:
+	$(prove_installcheck)
+
+test-pgtap:
+	$(srcdir)/test/pgtap/run $(PG_CONFIG)
+
+# everything, as tools/test and CI run it
+test:
+	$(srcdir)/tools/test --no-setup
