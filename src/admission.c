@@ -462,8 +462,9 @@ ij_queue_dropped(int32 queue_id)
 /*
  * Ask for up to want slots of a queue.  Fills adm; adm->granted is 0 when
  * the queue is paused or full, and the caller is then counted as waiting
- * for a slot.  Without shared memory adm->granted is -1: the caller must
- * do admission itself.
+ * for a slot.  adm->shared is false when there is no shared state for the
+ * queue (no preload, or rows added behind the functions' back since the
+ * counters were loaded): the caller must then do admission itself.
  */
 void
 ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
@@ -472,7 +473,8 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 	IjQueueState *e;
 	int			room;
 
-	adm->granted = -1;
+	adm->shared = false;
+	adm->granted = 0;
 	adm->promote = true;
 	adm->job_wake_seq = 0;
 	adm->self_notify = false;
@@ -480,7 +482,6 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 		return;
 
 	p = ij_pending(queue->queue_id);
-	adm->granted = 0;
 	LWLockAcquire(ij_lock, LW_SHARED);
 	e = ij_find(ij_job_relid(), queue->queue_id);
 	if (e != NULL)
@@ -498,6 +499,7 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 		adm->promote = e->count[IJ_COUNT_DELAYED] > 0;
 		adm->job_wake_seq = e->job_wake_seq;
 		SpinLockRelease(&e->mutex);
+		adm->shared = true;
 	}
 	LWLockRelease(ij_lock);
 	p->reserved += adm->granted;
@@ -516,7 +518,7 @@ ij_admit_done(const IjQueue *queue, IjAdmission *adm, int used)
 	int			unused = adm->granted - used;
 	bool		wait = (used == 0 && adm->granted > 0);
 
-	if (adm->granted <= 0 || !ij_shmem_active())
+	if (!adm->shared || adm->granted == 0)
 		return;
 	p = ij_pending(queue->queue_id);
 	LWLockAcquire(ij_lock, LW_SHARED);
@@ -549,59 +551,55 @@ ij_wake(int32 queue_id, const char *queue_name, IjWakeKind kind)
 	IjPending  *p;
 	IjQueueState *e;
 	bool		notify = false;
+	bool		known = false;
 	char		name[IJ_QUEUE_NAME_MAX + 1];
-	bool		counted = false;
 
-	if (!ij_shmem_active())
+	if (ij_shmem_active())
+	{
+		p = ij_pending(queue_id);
+		LWLockAcquire(ij_lock, LW_SHARED);
+		e = ij_find(ij_job_relid(), queue_id);
+		if (e != NULL)
+		{
+			SpinLockAcquire(&e->mutex);
+			if (kind == IJ_WAKE_JOBS)
+			{
+				if (p->job_wakers == 0)
+				{
+					e->job_wakers++;
+					p->job_wakers++;
+				}
+				notify = e->job_waiters > 0;
+			}
+			else
+			{
+				if (p->slot_wakers == 0)
+				{
+					e->slot_wakers++;
+					p->slot_wakers++;
+				}
+				notify = e->slot_waiters > 0;
+			}
+			SpinLockRelease(&e->mutex);
+			memcpy(name, e->name, sizeof(name));
+			known = true;
+		}
+		LWLockRelease(ij_lock);
+		if (notify)
+		{
+			p->notified = true;
+			if (queue_name == NULL)
+				queue_name = name;
+		}
+	}
+
+	/* without shared state for the queue, anybody may be waiting */
+	if (!known || notify)
 	{
 		if (queue_name == NULL)
 			queue_name = ij_queue_name_by_id(queue_id);
 		if (queue_name != NULL)
 			Async_Notify(IJ_CHANNEL, queue_name);
-		return;
-	}
-
-	p = ij_pending(queue_id);
-	name[0] = '\0';
-	LWLockAcquire(ij_lock, LW_SHARED);
-	e = ij_find(ij_job_relid(), queue_id);
-	if (e != NULL)
-	{
-		SpinLockAcquire(&e->mutex);
-		if (kind == IJ_WAKE_JOBS)
-		{
-			if (p->job_wakers == 0)
-			{
-				e->job_wakers++;
-				counted = true;
-			}
-			notify = e->job_waiters > 0;
-		}
-		else
-		{
-			if (p->slot_wakers == 0)
-			{
-				e->slot_wakers++;
-				counted = true;
-			}
-			notify = e->slot_waiters > 0;
-		}
-		SpinLockRelease(&e->mutex);
-		memcpy(name, e->name, sizeof(name));
-	}
-	LWLockRelease(ij_lock);
-
-	if (counted)
-	{
-		if (kind == IJ_WAKE_JOBS)
-			p->job_wakers++;
-		else
-			p->slot_wakers++;
-	}
-	if (notify)
-	{
-		Async_Notify(IJ_CHANNEL, queue_name ? queue_name : name);
-		p->notified = true;
 	}
 }
 

@@ -61,6 +61,7 @@ typedef struct IjQueue
 /* the outcome of asking for admission (see ij_admit) */
 typedef struct IjAdmission
 {
+	bool		shared;			/* decided in shared memory */
 	int			granted;		/* slots reserved for this claim */
 	bool		promote;		/* the queue has delayed jobs */
 	uint64		job_wake_seq;	/* wake-up sequence seen before the scan */

@@ -124,8 +124,13 @@ ij_claim(PG_FUNCTION_ARGS)
 	ij_ensure_loaded();
 	ij_get_queue(queue_name, &queue, !ij_shmem_active());
 	ij_admit(&queue, max_jobs, &adm);
-	if (adm.granted < 0)
+	if (!adm.shared)
+	{
+		/* no shared state for this queue: take turns on its row */
+		if (ij_shmem_active())
+			ij_get_queue(queue_name, &queue, true);
 		adm.granted = ij_admit_unshared(&queue, max_jobs);
+	}
 
 	if (adm.granted > 0)
 	{
