@@ -64,8 +64,11 @@ ALTER SEQUENCE immich_jobs.lease_token_seq OWNED BY immich_jobs.job.lease_token;
 COMMENT ON TABLE immich_jobs.job IS
 'every job still kept: waiting (w), delayed (d), active (a), failed (f), cancelled (x)';
 
--- claim order: highest priority first, then enqueue order
-CREATE INDEX job_claim_idx ON immich_jobs.job (queue_id, priority DESC, job_id)
+-- claim order: highest priority first, then enqueue order; claims position
+-- their scan with a row comparison on (-priority, job_id) (see
+-- doc/claim-cursor.md), hence the expression
+CREATE INDEX job_claim_idx ON immich_jobs.job
+    (queue_id, (-(priority::bigint)), job_id)
     WHERE state = 'w';
 -- delayed jobs, by the time they come due
 CREATE INDEX job_delayed_idx ON immich_jobs.job (queue_id, run_at)

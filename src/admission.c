@@ -48,6 +48,12 @@
  * claim started (job_wake_seq changed), and then notifies itself so that
  * its client claims again.
  *
+ * Claim cursor.  Each entry also holds the position in claim order before
+ * which the queue has no claimable job, so that claims start their index
+ * scan there instead of stepping over the dead entries that earlier claims
+ * left at the head of the index.  doc/claim-cursor.md says how transactions
+ * that make jobs claimable lower it, and why that keeps it right.
+ *
  * Without the preload none of this exists: claims serialize on the queue's
  * row, counts are counted, and every waking transaction notifies.
  *
@@ -79,6 +85,7 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "immich_jobs.h"
 
@@ -102,6 +109,9 @@ typedef struct IjQueueState
 	int32		job_wakers;		/* transactions in flight making jobs runnable */
 	int32		slot_wakers;	/* transactions in flight freeing slots */
 	uint64		job_wake_seq;	/* bumped by each committed job waker */
+	IjPos		cursor;			/* no claimable job sorts before it */
+	uint64		cursor_version; /* bumped by every lowering of the cursor */
+	TimestampTz last_head_scan; /* last claim that ignored the cursor */
 } IjQueueState;
 
 /* what one (sub)transaction has done to one queue */
@@ -117,7 +127,41 @@ typedef struct IjPending
 	bool		notified;
 	bool		created;
 	bool		dropped;
+	bool		lowered;		/* made jobs claimable at or after lowest */
+	IjPos		lowest;
+	bool		reset_on_abort; /* locked waiting jobs */
 } IjPending;
+
+/* the smallest and the largest positions */
+const IjPos ij_pos_start = {PG_INT64_MIN, PG_INT64_MIN};
+static const IjPos ij_pos_end = {PG_INT64_MAX, PG_INT64_MAX};
+
+/* once a second per queue, one claim scans from the head (defence in depth) */
+#define IJ_HEAD_SCAN_INTERVAL_MS 1000
+
+static inline int
+ij_pos_cmp(IjPos a, IjPos b)
+{
+	if (a.np != b.np)
+		return a.np < b.np ? -1 : 1;
+	if (a.id != b.id)
+		return a.id < b.id ? -1 : 1;
+	return 0;
+}
+
+static inline IjPos
+ij_pos_min(IjPos a, IjPos b)
+{
+	return ij_pos_cmp(a, b) <= 0 ? a : b;
+}
+
+/* lower an entry's cursor to pos; the caller holds its mutex */
+static inline void
+ij_lower_locked(IjQueueState *e, IjPos pos)
+{
+	e->cursor = ij_pos_min(e->cursor, pos);
+	e->cursor_version++;
+}
 
 static HTAB *ij_queues = NULL;
 static LWLock *ij_lock = NULL;
@@ -275,6 +319,9 @@ ij_enter(Oid relid, int32 queue_id, const char *name, bool *found)
 	e->job_wakers = 0;
 	e->slot_wakers = 0;
 	e->job_wake_seq = 0;
+	e->cursor = ij_pos_start;
+	e->cursor_version = 0;
+	e->last_head_scan = 0;
 	return e;
 }
 
@@ -472,14 +519,18 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 	IjPending  *p;
 	IjQueueState *e;
 	int			room;
+	TimestampTz now;
 
 	adm->shared = false;
 	adm->granted = 0;
 	adm->promote = true;
 	adm->job_wake_seq = 0;
 	adm->self_notify = false;
+	adm->start = ij_pos_start;
+	adm->cursor_version = 0;
 	if (!ij_shmem_active())
 		return;
+	now = GetCurrentTimestamp();
 
 	p = ij_pending(queue->queue_id);
 	LWLockAcquire(ij_lock, LW_SHARED);
@@ -498,28 +549,50 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 		}
 		adm->promote = e->count[IJ_COUNT_DELAYED] > 0;
 		adm->job_wake_seq = e->job_wake_seq;
+		adm->start = e->cursor;
+		adm->cursor_version = e->cursor_version;
+		if (adm->granted > 0 &&
+			TimestampDifferenceExceeds(e->last_head_scan, now,
+									   IJ_HEAD_SCAN_INTERVAL_MS))
+		{
+			adm->start = ij_pos_start;
+			e->last_head_scan = now;
+		}
 		SpinLockRelease(&e->mutex);
 		adm->shared = true;
 	}
 	LWLockRelease(ij_lock);
 	p->reserved += adm->granted;
+	/* a claim locks waiting jobs: if it aborts, others may have passed them */
+	if (adm->granted > 0)
+		p->reset_on_abort = true;
 }
 
 /*
  * A claim leased used of the adm->granted slots it reserved: give the rest
  * back now.  The used ones stay reserved until the claim commits (when they
  * become active) or aborts.  A claim that found no job becomes a waiter.
+ * The cursor moves past the last job leased (to the end if none), unless
+ * something lowered it since the claim read it.
  */
 void
-ij_admit_done(const IjQueue *queue, IjAdmission *adm, int used)
+ij_admit_done(const IjQueue *queue, IjAdmission *adm, int used,
+			  int32 last_priority, int64 last_job_id)
 {
 	IjPending  *p;
 	IjQueueState *e;
 	int			unused = adm->granted - used;
 	bool		wait = (used == 0 && adm->granted > 0);
+	IjPos		next = ij_pos_end;
 
 	if (!adm->shared || adm->granted == 0)
 		return;
+	if (used > 0)
+	{
+		next.np = -(int64) last_priority;
+		next.id = last_job_id + 1;
+	}
+
 	p = ij_pending(queue->queue_id);
 	LWLockAcquire(ij_lock, LW_SHARED);
 	e = ij_find(ij_job_relid(), queue->queue_id);
@@ -533,10 +606,64 @@ ij_admit_done(const IjQueue *queue, IjAdmission *adm, int used)
 			adm->self_notify = e->job_wakers > 0 ||
 				e->job_wake_seq != adm->job_wake_seq;
 		}
+		if (e->cursor_version == adm->cursor_version &&
+			ij_pos_cmp(next, e->cursor) > 0)
+			e->cursor = next;
 		SpinLockRelease(&e->mutex);
 	}
 	LWLockRelease(ij_lock);
 	p->reserved -= unused;
+}
+
+/*
+ * This transaction makes a job claimable at a position (or, for
+ * ij_cursor_reset, anywhere): lower the queue's cursor now, so that this
+ * transaction's own claims see it, and again when it commits.
+ */
+static void
+ij_lower(int32 queue_id, IjPos pos)
+{
+	IjPending  *p;
+	IjQueueState *e;
+
+	if (!ij_shmem_active())
+		return;
+	p = ij_pending(queue_id);
+	LWLockAcquire(ij_lock, LW_SHARED);
+	e = ij_find(ij_job_relid(), queue_id);
+	if (e != NULL)
+	{
+		SpinLockAcquire(&e->mutex);
+		ij_lower_locked(e, pos);
+		SpinLockRelease(&e->mutex);
+	}
+	LWLockRelease(ij_lock);
+	p->lowest = p->lowered ? ij_pos_min(p->lowest, pos) : pos;
+	p->lowered = true;
+}
+
+void
+ij_cursor_lower(int32 queue_id, int32 priority, int64 job_id)
+{
+	IjPos		pos;
+
+	pos.np = -(int64) priority;
+	pos.id = job_id;
+	ij_lower(queue_id, pos);
+}
+
+void
+ij_cursor_reset(int32 queue_id)
+{
+	ij_lower(queue_id, ij_pos_start);
+}
+
+/* this transaction locks waiting jobs of a queue: reset the cursor if it aborts */
+void
+ij_locks_waiting(int32 queue_id)
+{
+	if (ij_shmem_active())
+		ij_pending(queue_id)->reset_on_abort = true;
 }
 
 /*
@@ -660,6 +787,14 @@ ij_finish_pending(IjPending *p, bool commit)
 				e->job_waiters = 0;
 				e->slot_waiters = 0;
 			}
+			/* our jobs are visible now: lower the cursor again */
+			if (p->lowered)
+				ij_lower_locked(e, p->lowest);
+		}
+		else if (p->reset_on_abort)
+		{
+			/* jobs we had locked are waiting again, maybe behind the cursor */
+			ij_lower_locked(e, ij_pos_start);
 		}
 		SpinLockRelease(&e->mutex);
 	}
@@ -758,6 +893,13 @@ ij_subxact_callback(SubXactEvent event,
 		parent->notified |= p->notified;
 		parent->created |= p->created;
 		parent->dropped |= p->dropped;
+		if (p->lowered)
+		{
+			parent->lowest = parent->lowered ?
+				ij_pos_min(parent->lowest, p->lowest) : p->lowest;
+			parent->lowered = true;
+		}
+		parent->reset_on_abort |= p->reset_on_abort;
 	}
 	list_free(pending);
 	pending = keep;

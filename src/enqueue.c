@@ -193,7 +193,10 @@ ij_enqueue(PG_FUNCTION_ARGS)
 	{
 		ij_count_move(queue.queue_id, '\0', job.state, 1);
 		if (job.state == IJ_WAITING)
+		{
+			ij_cursor_lower(queue.queue_id, job.priority, job_id);
 			ij_wake(queue.queue_id, queue.name, IJ_WAKE_JOBS);
+		}
 	}
 	SPI_finish();
 	PG_RETURN_INT64(job_id);
@@ -383,7 +386,10 @@ ij_flush_batch(const IjQueue *queue, IjBatch *b)
 												-1, false, TYPALIGN_INT));
 	values[6] = PointerGetDatum(construct_array(b->payload, b->n, JSONBOID,
 												-1, false, TYPALIGN_INT));
-	ij_execute(IJ_PLAN_JOB_INSERT_MANY, values, NULL, 0);
+	if (ij_execute(IJ_PLAN_JOB_INSERT_MANY, values, NULL, 0) == 1)
+		ij_cursor_lower(queue->queue_id, ij_result_int32(0, 1),
+						ij_result_int64(0, 2));
+	SPI_freetuptable(SPI_tuptable);
 
 	ij_count_move(queue->queue_id, '\0', IJ_WAITING, b->waiting);
 	ij_count_move(queue->queue_id, '\0', IJ_DELAYED, b->delayed);
@@ -434,6 +440,7 @@ ij_enqueue_many(PG_FUNCTION_ARGS)
 		MemoryContext oldcxt;
 		IjNewJob	job;
 		bool		new_job;
+		int64		job_id;
 
 		if (tok != WJB_ELEM)
 			continue;
@@ -451,12 +458,16 @@ ij_enqueue_many(PG_FUNCTION_ARGS)
 		{
 			/* keep the array's order: earlier elements go in first */
 			ij_flush_batch(&queue, b);
-			(void) ij_insert_job(&queue, &job, &new_job);
+			job_id = ij_insert_job(&queue, &job, &new_job);
 			if (new_job)
 			{
 				added++;
-				waiting += job.state == IJ_WAITING;
 				ij_count_move(queue.queue_id, '\0', job.state, 1);
+				if (job.state == IJ_WAITING)
+				{
+					waiting++;
+					ij_cursor_lower(queue.queue_id, job.priority, job_id);
+				}
 			}
 			MemoryContextReset(b->cxt);
 			continue;

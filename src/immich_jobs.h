@@ -58,6 +58,13 @@ typedef struct IjQueue
 	char		name[IJ_QUEUE_NAME_MAX + 1];
 } IjQueue;
 
+/* a position in claim order: (-priority, job_id); see doc/claim-cursor.md */
+typedef struct IjPos
+{
+	int64		np;
+	int64		id;
+} IjPos;
+
 /* the outcome of asking for admission (see ij_admit) */
 typedef struct IjAdmission
 {
@@ -66,6 +73,8 @@ typedef struct IjAdmission
 	bool		promote;		/* the queue has delayed jobs */
 	uint64		job_wake_seq;	/* wake-up sequence seen before the scan */
 	bool		self_notify;	/* a waker raced with us: notify ourselves */
+	IjPos		start;			/* where the claim's scan starts */
+	uint64		cursor_version; /* the cursor's version when read */
 } IjAdmission;
 
 /* settings.c */
@@ -84,7 +93,12 @@ extern void ij_queue_dropped(int32 queue_id);
 extern void ij_count_move(int32 queue_id, char from, char to, int64 n);
 extern void ij_count_add(int32 queue_id, IjCount count, int64 n);
 extern void ij_admit(const IjQueue *queue, int want, IjAdmission *adm);
-extern void ij_admit_done(const IjQueue *queue, IjAdmission *adm, int used);
+extern void ij_admit_done(const IjQueue *queue, IjAdmission *adm, int used,
+						  int32 last_priority, int64 last_job_id);
+extern void ij_cursor_lower(int32 queue_id, int32 priority, int64 job_id);
+extern void ij_cursor_reset(int32 queue_id);
+extern void ij_locks_waiting(int32 queue_id);
+extern const IjPos ij_pos_start;
 extern void ij_wake(int32 queue_id, const char *queue_name, IjWakeKind kind);
 extern bool ij_shared_counts(int32 queue_id, int64 *counts);
 
@@ -147,6 +161,6 @@ extern int32 ij_result_int32(int row, int col);
 /* lease.c */
 extern int	ij_reap_expired(void);
 extern void ij_fold_completed_log(void);
-extern void ij_promote_due(int32 queue_id, const char *queue_name);
+extern int	ij_promote_due(int32 queue_id, const char *queue_name);
 
 #endif							/* IMMICH_JOBS_H */

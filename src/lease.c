@@ -18,6 +18,7 @@
 
 #include "commands/async.h"
 #include "fmgr.h"
+#include "access/htup_details.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -81,8 +82,8 @@ ij_admit_unshared(const IjQueue *queue, int want)
 	return (int) Max(0, Min(want, queue->concurrency - active));
 }
 
-/* make a queue's due delayed jobs waiting */
-void
+/* make a queue's due delayed jobs waiting; returns how many */
+int
 ij_promote_due(int32 queue_id, const char *queue_name)
 {
 	Datum		values[1];
@@ -93,8 +94,10 @@ ij_promote_due(int32 queue_id, const char *queue_name)
 	if (n > 0)
 	{
 		ij_count_move(queue_id, IJ_DELAYED, IJ_WAITING, n);
+		ij_cursor_reset(queue_id);
 		ij_wake(queue_id, queue_name, IJ_WAKE_JOBS);
 	}
+	return n;
 }
 
 /* claim(queue_name, worker_id, max_jobs) */
@@ -108,6 +111,8 @@ ij_claim(PG_FUNCTION_ARGS)
 	IjQueue		queue;
 	IjAdmission adm;
 	int			used = 0;
+	int32		last_priority = 0;
+	int64		last_job_id = 0;
 
 	ij_require_arg(fcinfo, 1, "worker_id");
 	ij_require_arg(fcinfo, 2, "max_jobs");
@@ -134,20 +139,33 @@ ij_claim(PG_FUNCTION_ARGS)
 
 	if (adm.granted > 0)
 	{
-		Datum		values[4];
+		Datum		values[6];
+		TupleDesc	tupdesc = ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc;
 
-		if (adm.promote)
-			ij_promote_due(queue.queue_id, queue.name);
+		/* promoted jobs may sort before the cursor: scan from the head */
+		if (adm.promote && ij_promote_due(queue.queue_id, queue.name) > 0)
+			adm.start = ij_pos_start;
 		values[0] = Int32GetDatum(queue.queue_id);
 		values[1] = Int32GetDatum(adm.granted);
 		values[2] = IntervalPGetDatum(&queue.lease_timeout);
 		values[3] = PointerGetDatum(worker_id);
+		values[4] = Int64GetDatum(adm.start.np);
+		values[5] = Int64GetDatum(adm.start.id);
 		used = ij_execute(IJ_PLAN_CLAIM, values, NULL, 0);
 		for (int i = 0; i < used; i++)
-			tuplestore_puttuple(store, SPI_tuptable->vals[i]);
+		{
+			Datum		row[7];
+			bool		nulls[7];
+
+			heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+							  row, nulls);
+			tuplestore_putvalues(store, tupdesc, row, nulls);
+			last_job_id = DatumGetInt64(row[0]);
+			last_priority = DatumGetInt32(row[6]);
+		}
 		ij_count_move(queue.queue_id, IJ_WAITING, IJ_ACTIVE, used);
 	}
-	ij_admit_done(&queue, &adm, used);
+	ij_admit_done(&queue, &adm, used, last_priority, last_job_id);
 	if (adm.self_notify)
 		Async_Notify(IJ_CHANNEL, queue.name);
 	SPI_finish();
@@ -161,7 +179,10 @@ ij_lease_ended(int32 queue_id, char state, int64 n)
 	ij_count_move(queue_id, IJ_ACTIVE, state, n);
 	ij_wake(queue_id, NULL, IJ_WAKE_SLOTS);
 	if (state == IJ_WAITING)
+	{
+		ij_cursor_reset(queue_id);
 		ij_wake(queue_id, NULL, IJ_WAKE_JOBS);
+	}
 }
 
 /* complete(job_id, lease_token) */
@@ -369,6 +390,8 @@ ij_reap_expired(void)
 		char		state = DatumGetChar(ij_result(i, 2, &isnull));
 
 		ij_count_move(queue_id, IJ_ACTIVE, state, 1);
+		if (state == IJ_WAITING)
+			ij_cursor_reset(queue_id);
 		keys[nkeys++] = (int64) queue_id * 2 + (state == IJ_WAITING ? 1 : 0);
 	}
 	qsort(keys, nkeys, sizeof(int64), ij_cmp_int64);

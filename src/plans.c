@@ -43,6 +43,7 @@
 #define NOT_STARTED \
 	" dedup_key IS NOT NULL AND started_at IS NULL" \
 	" AND state" EQ "ANY ('{w,d}'::pg_catalog.\"char\"[]) "
+#define NEG_PRIORITY " (OPERATOR(pg_catalog.-) priority::pg_catalog.int8) "
 #define LAST_ATTEMPT " j.attempt" GE "j.max_attempts "
 /* retry_in ($4), else retry_backoff * 2^(attempt - 1), at most 7 days */
 #define RETRY_AT \
@@ -182,14 +183,18 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		2, {INT4OID, TEXTOID}
 	},
 	[IJ_PLAN_JOB_INSERT_MANY] = {
-		"INSERT INTO immich_jobs.job"
+		/* returns the first waiting job inserted, in claim order */
+		"WITH i AS (INSERT INTO immich_jobs.job"
 		"       (job_id, queue_id, state, priority, run_at, max_attempts,"
 		"        job_name, payload, created_at, attempt)"
 		"SELECT " NEXT_JOB_ID ", $1, u.s, u.p, u.r, u.m, u.n, u.j," NOW ", 0"
 		"  FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
 		"                  pg_catalog.unnest($4), pg_catalog.unnest($5),"
 		"                  pg_catalog.unnest($6), pg_catalog.unnest($7))"
-		"       AS u(s, p, r, m, n, j)",
+		"       AS u(s, p, r, m, n, j)"
+		" RETURNING state, priority, job_id)"
+		"SELECT priority, job_id FROM i WHERE state" EQ CHAR("w")
+		" ORDER BY priority DESC, job_id LIMIT 1",
 		7, {INT4OID, CHARARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID,
 		INT4ARRAYOID, TEXTARRAYOID, JSONBARRAYOID}
 	},
@@ -204,9 +209,11 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		1, {INT4OID}
 	},
 	[IJ_PLAN_CLAIM] = {
-		"WITH c AS (SELECT job_id FROM immich_jobs.job"
+		/* $5, $6: the cursor, (-priority, job_id) in claim order */
+		"WITH k AS (SELECT job_id FROM immich_jobs.job"
 		"            WHERE state" EQ CHAR("w") "AND queue_id" EQ "$1"
-		"            ORDER BY priority DESC, job_id LIMIT $2"
+		"              AND ROW(" NEG_PRIORITY ", job_id)" GE "ROW($5, $6)"
+		"            ORDER BY" NEG_PRIORITY ", job_id LIMIT $2"
 		"              FOR UPDATE SKIP LOCKED),"
 		"     u AS (UPDATE immich_jobs.job j"
 		"              SET state =" CHAR("a") ","
@@ -215,13 +222,13 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"                  lease_expires_at =" NOW PLUS "$3,"
 		"                  started_at = coalesce(j.started_at," NOW "),"
 		"                  worker_id = $4"
-		"             FROM c WHERE j.job_id" EQ "c.job_id"
+		"             FROM k WHERE j.job_id" EQ "k.job_id"
 		"           RETURNING j.job_id, j.job_name, j.payload, j.attempt,"
 		"                     j.lease_token, j.lease_expires_at, j.priority)"
 		"SELECT job_id, job_name, payload, attempt, lease_token,"
-		"       lease_expires_at"
+		"       lease_expires_at, priority"
 		"  FROM u ORDER BY priority DESC, job_id",
-		4, {INT4OID, INT4OID, INTERVALOID, TEXTOID}
+		6, {INT4OID, INT4OID, INTERVALOID, TEXTOID, INT8OID, INT8OID}
 	},
 	[IJ_PLAN_COMPLETE] = {
 		"WITH d AS (DELETE FROM immich_jobs.job"

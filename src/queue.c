@@ -374,6 +374,7 @@ ij_drop_queue(PG_FUNCTION_ARGS)
 	ij_ensure_loaded();
 	ij_get_queue(name, &queue, true);
 	values[0] = Int32GetDatum(queue.queue_id);
+	ij_locks_waiting(queue.queue_id);
 
 	/*
 	 * Without force, delete all but the active jobs, then look for active
@@ -422,6 +423,7 @@ ij_retry_failed(PG_FUNCTION_ARGS)
 	if (n > 0)
 	{
 		ij_count_move(queue.queue_id, IJ_FAILED, IJ_WAITING, n);
+		ij_cursor_reset(queue.queue_id);
 		ij_wake(queue.queue_id, queue.name, IJ_WAKE_JOBS);
 	}
 	SPI_finish();
@@ -464,7 +466,10 @@ ij_clear(PG_FUNCTION_ARGS)
 	/* the row lock orders us with the folding of the completion log */
 	ij_get_queue(name, &queue, codes == NULL);
 	if (codes != NULL)
+	{
+		ij_locks_waiting(queue.queue_id);
 		n = ij_delete_jobs(queue.queue_id, codes);
+	}
 	else
 	{
 		Datum		values[1];
@@ -499,6 +504,7 @@ ij_cancel(PG_FUNCTION_ARGS)
 		char		old = DatumGetChar(ij_result(0, 2, &isnull));
 
 		ij_count_move(queue_id, old, IJ_CANCELLED, 1);
+		ij_locks_waiting(queue_id);
 		if (old == IJ_ACTIVE)
 			ij_wake(queue_id, NULL, IJ_WAKE_SLOTS);
 		cancelled = true;
