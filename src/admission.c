@@ -85,6 +85,7 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "immich_jobs.h"
@@ -326,6 +327,60 @@ ij_enter(Oid relid, int32 queue_id, const char *name, bool *found)
 }
 
 /*
+ * Before adding n entries to a full table, remove the entries that nobody
+ * can use any more: those of databases that no longer exist, and those of
+ * an earlier installation of the extension in this database.
+ */
+static void
+ij_make_room(int n)
+{
+	HASH_SEQ_STATUS scan;
+	IjQueueState *e;
+	Oid			relid = ij_job_relid();
+	Oid		   *dbids;
+	int			ndbs = 0;
+	int			size;
+
+	LWLockAcquire(ij_lock, LW_SHARED);
+	size = (int) hash_get_num_entries(ij_queues);
+	if (size + n <= ij_max_queues)
+	{
+		LWLockRelease(ij_lock);
+		return;
+	}
+	/* the databases that have entries (one marker entry each) */
+	dbids = (Oid *) palloc(sizeof(Oid) * (size + 1));
+	hash_seq_init(&scan, ij_queues);
+	while ((e = (IjQueueState *) hash_seq_search(&scan)) != NULL)
+	{
+		if (e->key.queue_id == 0 && e->key.dbid != MyDatabaseId)
+			dbids[ndbs++] = e->key.dbid;
+	}
+	LWLockRelease(ij_lock);
+
+	/* look them up without holding the lock */
+	for (int i = 0; i < ndbs; i++)
+	{
+		if (SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dbids[i])))
+			dbids[i] = InvalidOid;
+	}
+
+	LWLockAcquire(ij_lock, LW_EXCLUSIVE);
+	hash_seq_init(&scan, ij_queues);
+	while ((e = (IjQueueState *) hash_seq_search(&scan)) != NULL)
+	{
+		bool		gone = (e->key.dbid == MyDatabaseId && e->key.relid != relid);
+
+		for (int i = 0; i < ndbs && !gone; i++)
+			gone = (e->key.dbid == dbids[i]);
+		if (gone)
+			hash_search(ij_queues, &e->key, HASH_REMOVE, NULL);
+	}
+	LWLockRelease(ij_lock);
+	pfree(dbids);
+}
+
+/*
  * Make sure this database's counters are in shared memory, counting every
  * queue's jobs if they are not.  Must be called, inside SPI, before a
  * function makes its first change to any job.
@@ -373,6 +428,7 @@ ij_ensure_loaded(void)
 			counts[i * IJ_NUM_COUNTS + c] = ij_result_int64(i, 3 + c);
 	}
 
+	ij_make_room(nrows + 1);
 	LWLockAcquire(ij_lock, LW_EXCLUSIVE);
 	if (ij_find(relid, 0) == NULL)
 	{
@@ -491,6 +547,7 @@ ij_queue_created(int32 queue_id, const char *name)
 	if (!ij_shmem_active())
 		return;
 	p = ij_pending(queue_id);
+	ij_make_room(1);
 	LWLockAcquire(ij_lock, LW_EXCLUSIVE);
 	(void) ij_enter(ij_job_relid(), queue_id, name, &found);
 	LWLockRelease(ij_lock);
@@ -753,6 +810,22 @@ ij_shared_counts(int32 queue_id, int64 *counts)
 		found = true;
 	}
 	LWLockRelease(ij_lock);
+
+	/* this transaction sees its own changes, not yet in shared memory */
+	if (found)
+	{
+		Oid			relid = ij_job_relid();
+		ListCell   *lc;
+
+		foreach(lc, pending)
+		{
+			IjPending  *p = (IjPending *) lfirst(lc);
+
+			if (p->queue_id == queue_id && p->relid == relid)
+				for (int c = 0; c < IJ_NUM_COUNTS; c++)
+					counts[c] += p->delta[c];
+		}
+	}
 	return found;
 }
 

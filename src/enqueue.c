@@ -22,6 +22,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "mb/pg_wchar.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
@@ -63,24 +64,28 @@ typedef struct IjBatch
 	MemoryContext cxt;			/* holds the rows' values */
 } IjBatch;
 
+/*
+ * Check the length of a job name or dedup key (what); index is the element
+ * of enqueue_many's array, or -1 for enqueue's arguments.
+ */
 static void
-ij_check_job_name(const char *name, int len)
+ij_check_length(const char *what, const char *value, int len, int max,
+				int index)
 {
-	if (len == 0 || len > IJ_JOB_NAME_MAX)
+	if (len > 0 && len <= max)
+		return;
+	if (index >= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid job name \"%.*s\"", Min(len, 64), name),
-				 errdetail("A job name has 1 to %d bytes.", IJ_JOB_NAME_MAX)));
-}
-
-static void
-ij_check_dedup_key(const char *key, int len)
-{
-	if (len == 0 || len > IJ_KEY_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid dedup key \"%.*s\"", Min(len, 64), key),
-				 errdetail("A dedup key has 1 to %d bytes.", IJ_KEY_MAX)));
+				 errmsg("invalid element %d of the jobs array", index),
+				 errdetail("\"%s\" must have 1 to %d bytes.",
+						   strcmp(what, "job name") == 0 ? "name" : "dedup_key",
+						   max)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid %s \"%.*s\"", what,
+					pg_mbcliplen(value, len, 64), value),
+			 errdetail("A %s has 1 to %d bytes.", what, max)));
 }
 
 /* the job's state from its run_at: delayed if in the future */
@@ -168,7 +173,8 @@ ij_enqueue(PG_FUNCTION_ARGS)
 	ij_require_arg(fcinfo, 2, "payload");
 	ij_require_arg(fcinfo, 3, "priority");
 	job.name = PG_GETARG_TEXT_PP(1);
-	ij_check_job_name(VARDATA_ANY(job.name), VARSIZE_ANY_EXHDR(job.name));
+	ij_check_length("job name", VARDATA_ANY(job.name),
+					VARSIZE_ANY_EXHDR(job.name), IJ_JOB_NAME_MAX, -1);
 	job.payload = PG_GETARG_JSONB_P(2);
 	job.priority = PG_GETARG_INT32(3);
 	ij_set_run_at(&job, !PG_ARGISNULL(4),
@@ -177,8 +183,8 @@ ij_enqueue(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(5))
 	{
 		job.dedup_key = PG_GETARG_TEXT_PP(5);
-		ij_check_dedup_key(VARDATA_ANY(job.dedup_key),
-						   VARSIZE_ANY_EXHDR(job.dedup_key));
+		ij_check_length("dedup key", VARDATA_ANY(job.dedup_key),
+						VARSIZE_ANY_EXHDR(job.dedup_key), IJ_KEY_MAX, -1);
 	}
 	if (!PG_ARGISNULL(6))
 		ij_check_int_range("max_attempts", PG_GETARG_INT32(6), 1,
@@ -186,7 +192,7 @@ ij_enqueue(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	ij_ensure_loaded();
-	ij_get_queue(queue_name, &queue, false);
+	ij_get_queue(queue_name, &queue, IJ_READ);
 	job.max_attempts = PG_ARGISNULL(6) ? queue.max_attempts : PG_GETARG_INT32(6);
 	job_id = ij_insert_job(&queue, &job, &added);
 	if (added)
@@ -312,7 +318,8 @@ ij_read_element(int index, JsonbValue *elem, const IjQueue *queue,
 		{
 			if (v.type != jbvString)
 				ij_bad_element(index, key, "a string", &v);
-			ij_check_job_name(v.val.string.val, v.val.string.len);
+			ij_check_length("job name", v.val.string.val, v.val.string.len,
+							IJ_JOB_NAME_MAX, index);
 			job->name = cstring_to_text_with_len(v.val.string.val,
 												 v.val.string.len);
 		}
@@ -339,7 +346,8 @@ ij_read_element(int index, JsonbValue *elem, const IjQueue *queue,
 		{
 			if (v.type != jbvString)
 				ij_bad_element(index, key, "a string", &v);
-			ij_check_dedup_key(v.val.string.val, v.val.string.len);
+			ij_check_length("dedup key", v.val.string.val, v.val.string.len,
+							IJ_KEY_MAX, index);
 			job->dedup_key = cstring_to_text_with_len(v.val.string.val,
 													  v.val.string.len);
 		}
@@ -425,7 +433,7 @@ ij_enqueue_many(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	ij_ensure_loaded();
-	ij_get_queue(queue_name, &queue, false);
+	ij_get_queue(queue_name, &queue, IJ_READ);
 
 	b = (IjBatch *) palloc0(sizeof(IjBatch));
 	b->cxt = AllocSetContextCreate(CurrentMemoryContext,

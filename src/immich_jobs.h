@@ -111,8 +111,16 @@ extern void ij_check_int_range(const char *argname, int32 value,
 extern void ij_check_interval_range(const char *argname, Interval *value,
 									int64 lo_seconds, int32 hi_days);
 extern char *ij_queue_name_arg(FunctionCallInfo fcinfo, int argno);
-extern bool ij_lookup_queue(const char *name, IjQueue *queue, bool for_update);
-extern void ij_get_queue(const char *name, IjQueue *queue, bool for_update);
+/* how ij_get_queue reads the queue's row */
+typedef enum IjRead
+{
+	IJ_READ,					/* with the statement's snapshot */
+	IJ_READ_LATEST,				/* with the latest snapshot, even in REPEATABLE READ */
+	IJ_READ_LOCK				/* and lock it until the end of the transaction */
+} IjRead;
+
+extern bool ij_lookup_queue(const char *name, IjQueue *queue, IjRead how);
+extern void ij_get_queue(const char *name, IjQueue *queue, IjRead how);
 extern char *ij_queue_name_by_id(int32 queue_id);
 
 /* plans.c */

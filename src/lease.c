@@ -127,13 +127,19 @@ ij_claim(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	ij_ensure_loaded();
-	ij_get_queue(queue_name, &queue, !ij_shmem_active());
+	/*
+	 * Admission follows the settings committed last, whatever the isolation
+	 * level: a claim in an older REPEATABLE READ snapshot must not admit by a
+	 * concurrency or a pause that has since changed.
+	 */
+	ij_get_queue(queue_name, &queue,
+				 ij_shmem_active() ? IJ_READ_LATEST : IJ_READ_LOCK);
 	ij_admit(&queue, max_jobs, &adm);
 	if (!adm.shared)
 	{
 		/* no shared state for this queue: take turns on its row */
 		if (ij_shmem_active())
-			ij_get_queue(queue_name, &queue, true);
+			ij_get_queue(queue_name, &queue, IJ_READ_LOCK);
 		adm.granted = ij_admit_unshared(&queue, max_jobs);
 	}
 

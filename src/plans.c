@@ -199,30 +199,34 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		INT4ARRAYOID, TEXTARRAYOID, JSONBARRAYOID}
 	},
 	[IJ_PLAN_PROMOTE] = {
-		"WITH c AS (SELECT job_id FROM immich_jobs.job"
-		"            WHERE state" EQ CHAR("d") "AND queue_id" EQ "$1"
-		"              AND run_at" LE NOW
-		"            ORDER BY run_at LIMIT 10000"
-		"              FOR UPDATE SKIP LOCKED)"
-		"UPDATE immich_jobs.job j SET state =" CHAR("w")
-		"  FROM c WHERE j.job_id" EQ "c.job_id",
+		"UPDATE immich_jobs.job SET state =" CHAR("w")
+		" WHERE job_id" EQ "ANY (ARRAY("
+		"       SELECT job_id FROM immich_jobs.job"
+		"        WHERE state" EQ CHAR("d") "AND queue_id" EQ "$1"
+		"          AND run_at" LE NOW
+		"        ORDER BY run_at LIMIT 10000"
+		"          FOR UPDATE SKIP LOCKED))",
 		1, {INT4OID}
 	},
 	[IJ_PLAN_CLAIM] = {
-		/* $5, $6: the cursor, (-priority, job_id) in claim order */
-		"WITH k AS (SELECT job_id FROM immich_jobs.job"
-		"            WHERE state" EQ CHAR("w") "AND queue_id" EQ "$1"
-		"              AND ROW(" NEG_PRIORITY ", job_id)" GE "ROW($5, $6)"
-		"            ORDER BY" NEG_PRIORITY ", job_id LIMIT $2"
-		"              FOR UPDATE SKIP LOCKED),"
-		"     u AS (UPDATE immich_jobs.job j"
+		/*
+		 * $5, $6: the cursor, (-priority, job_id) in claim order.  The jobs
+		 * are picked in an InitPlan and updated through the primary key, a
+		 * plan that no statistics can turn into a scan of the whole table.
+		 */
+		"WITH u AS (UPDATE immich_jobs.job j"
 		"              SET state =" CHAR("a") ","
 		"                  attempt = j.attempt" PLUS "1,"
 		"                  lease_token =" NEXT_TOKEN ","
 		"                  lease_expires_at =" NOW PLUS "$3,"
 		"                  started_at = coalesce(j.started_at," NOW "),"
 		"                  worker_id = $4"
-		"             FROM k WHERE j.job_id" EQ "k.job_id"
+		"            WHERE j.job_id" EQ "ANY (ARRAY("
+		"                  SELECT job_id FROM immich_jobs.job"
+		"                   WHERE state" EQ CHAR("w") "AND queue_id" EQ "$1"
+		"                     AND ROW(" NEG_PRIORITY ", job_id)" GE "ROW($5, $6)"
+		"                   ORDER BY" NEG_PRIORITY ", job_id LIMIT $2"
+		"                     FOR UPDATE SKIP LOCKED))"
 		"           RETURNING j.job_id, j.job_name, j.payload, j.attempt,"
 		"                     j.lease_token, j.lease_expires_at, j.priority)"
 		"SELECT job_id, job_name, payload, attempt, lease_token,"
@@ -240,10 +244,12 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		2, {INT8OID, INT8OID}
 	},
 	[IJ_PLAN_COMPLETE_MANY] = {
+		/* the = ANY keeps the jobs found by their primary key */
 		"WITH d AS (DELETE FROM immich_jobs.job j"
 		"            USING ROWS FROM (pg_catalog.unnest($1),"
 		"                             pg_catalog.unnest($2)) AS t(id, tok)"
-		"            WHERE j.job_id" EQ "t.id AND j.lease_token" EQ "t.tok"
+		"            WHERE j.job_id" EQ "ANY ($1)"
+		"              AND j.job_id" EQ "t.id AND j.lease_token" EQ "t.tok"
 		"              AND j.state" EQ CHAR("a")
 		"           RETURNING j.queue_id),"
 		"     g AS (SELECT queue_id, pg_catalog.count(*)::pg_catalog.int4 AS n"
@@ -289,17 +295,17 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		3, {INT8OID, INT8OID, TIMESTAMPTZOID}
 	},
 	[IJ_PLAN_REAP] = {
-		"WITH c AS (SELECT job_id FROM immich_jobs.job"
-		"            WHERE state" EQ CHAR("a")
-		"              AND lease_expires_at" LT NOW
-		"              FOR UPDATE SKIP LOCKED)"
 		"UPDATE immich_jobs.job j"
 		"   SET state = CASE WHEN" LAST_ATTEMPT "THEN" CHAR("f")
 		"                    ELSE" CHAR("w") "END,"
 		"       finished_at = CASE WHEN" LAST_ATTEMPT "THEN" NOW "END,"
 		"       last_error = 'lease expired',"
 		"       lease_token = NULL, lease_expires_at = NULL"
-		"  FROM c WHERE j.job_id" EQ "c.job_id"
+		" WHERE j.job_id" EQ "ANY (ARRAY("
+		"       SELECT job_id FROM immich_jobs.job"
+		"        WHERE state" EQ CHAR("a")
+		"          AND lease_expires_at" LT NOW
+		"          FOR UPDATE SKIP LOCKED))"
 		" RETURNING j.queue_id, j.state",
 		0, {InvalidOid}
 	},

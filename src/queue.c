@@ -126,18 +126,22 @@ ij_check_interval_range(const char *argname, Interval *value,
 }
 
 /*
- * Read a queue's row.  With for_update the row is locked until the end of
- * the transaction.  Returns false if there is no such queue.
+ * Read a queue's row (see IjRead).  Returns false if there is no such queue.
  */
 bool
-ij_lookup_queue(const char *name, IjQueue *queue, bool for_update)
+ij_lookup_queue(const char *name, IjQueue *queue, IjRead how)
 {
 	Datum		values[1];
 	bool		isnull;
+	int			n;
 
 	values[0] = CStringGetTextDatum(name);
-	if (ij_execute(for_update ? IJ_PLAN_QUEUE_GET_LOCKED : IJ_PLAN_QUEUE_GET,
-				   values, NULL, 1) == 0)
+	if (how == IJ_READ_LATEST)
+		n = ij_execute_latest(IJ_PLAN_QUEUE_GET, values, NULL);
+	else
+		n = ij_execute(how == IJ_READ_LOCK ? IJ_PLAN_QUEUE_GET_LOCKED :
+					   IJ_PLAN_QUEUE_GET, values, NULL, 1);
+	if (n == 0)
 		return false;
 
 	queue->queue_id = ij_result_int32(0, 1);
@@ -151,9 +155,9 @@ ij_lookup_queue(const char *name, IjQueue *queue, bool for_update)
 
 /* as ij_lookup_queue, but an unknown queue is an error */
 void
-ij_get_queue(const char *name, IjQueue *queue, bool for_update)
+ij_get_queue(const char *name, IjQueue *queue, IjRead how)
 {
-	if (!ij_lookup_queue(name, queue, for_update))
+	if (!ij_lookup_queue(name, queue, how))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("queue \"%s\" does not exist", name)));
@@ -372,7 +376,7 @@ ij_drop_queue(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	ij_ensure_loaded();
-	ij_get_queue(name, &queue, true);
+	ij_get_queue(name, &queue, IJ_READ_LOCK);
 	values[0] = Int32GetDatum(queue.queue_id);
 	ij_locks_waiting(queue.queue_id);
 
@@ -416,7 +420,7 @@ ij_retry_failed(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	ij_ensure_loaded();
-	ij_get_queue(name, &queue, false);
+	ij_get_queue(name, &queue, IJ_READ);
 	values[0] = Int32GetDatum(queue.queue_id);
 	ij_execute(IJ_PLAN_RETRY_FAILED, values, NULL, 1);
 	n = ij_result_int64(0, 1);
@@ -464,7 +468,7 @@ ij_clear(PG_FUNCTION_ARGS)
 	SPI_connect();
 	ij_ensure_loaded();
 	/* the row lock orders us with the folding of the completion log */
-	ij_get_queue(name, &queue, codes == NULL);
+	ij_get_queue(name, &queue, codes == NULL ? IJ_READ_LOCK : IJ_READ);
 	if (codes != NULL)
 	{
 		ij_locks_waiting(queue.queue_id);
