@@ -14,11 +14,11 @@ DATA = sql/immich_jobs--1.0.sql
 PGFILEDESC = "immich_jobs - durable job queue for Immich"
 
 # pg_regress tests: sql/<name>.sql, expected/<name>.out
-REGRESS = install
+REGRESS = install queues enqueue enqueue_many lease admin errors search_path
 REGRESS_OPTS = --inputdir=.
 
 # isolation tests: test/isolation/specs/<name>.spec, .../expected/<name>.out
-ISOLATION = 
+ISOLATION = claim-race admission complete-reap cancel-complete pause-claim dedup-race wakeup heartbeat-release
 ISOLATION_OPTS = --inputdir=test/isolation
 
 # TAP tests (PostgreSQL::Test::Cluster): test/t/*.pl
@@ -67,3 +67,10 @@ test-pgtap:
 # everything, as tools/test and CI run it
 test:
 	$(srcdir)/tools/test --no-setup
+
+# The benchmark of issue 3 (a tool, not a test): builds, installs (as root),
+# measures on a throwaway server and writes bench/results/latest.{md,json}.
+# make bench QUICK=1 is the short run.
+.PHONY: bench
+bench: all
+	QUICK="$(QUICK)" PG_CONFIG="$(PG_CONFIG)" $(srcdir)/test/bench/run
