@@ -5,6 +5,7 @@ OBJS = \
 	src/settings.o \
 	src/admission.o \
 	src/plans.o \
+	src/bulk.o \
 	src/queue.o \
 	src/enqueue.o \
 	src/lease.o

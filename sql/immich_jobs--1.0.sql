@@ -55,7 +55,10 @@ CREATE TABLE immich_jobs.job (
     worker_id       text,
     last_error      text,
     payload         jsonb NOT NULL,
-    CONSTRAINT job_pkey PRIMARY KEY (job_id)
+    CONSTRAINT job_pkey PRIMARY KEY (job_id),
+    -- a job has a lease token exactly while it is active: fencing relies on it
+    CONSTRAINT job_lease_check
+        CHECK ((state = 'a') = (lease_token IS NOT NULL AND lease_expires_at IS NOT NULL))
 ) WITH (fillfactor = 90);
 
 ALTER SEQUENCE immich_jobs.job_id_seq OWNED BY immich_jobs.job.job_id;

@@ -110,6 +110,10 @@ typedef struct IjQueueState
 	int32		job_wakers;		/* transactions in flight making jobs runnable */
 	int32		slot_wakers;	/* transactions in flight freeing slots */
 	uint64		job_wake_seq;	/* bumped by each committed job waker */
+	int32		concurrency;	/* the queue's settings, as last committed */
+	int32		max_attempts;
+	bool		paused;
+	Interval	lease_timeout;
 	IjPos		cursor;			/* no claimable job sorts before it */
 	uint64		cursor_version; /* bumped by every lowering of the cursor */
 	TimestampTz last_head_scan; /* last claim that ignored the cursor */
@@ -131,7 +135,19 @@ typedef struct IjPending
 	bool		lowered;		/* made jobs claimable at or after lowest */
 	IjPos		lowest;
 	bool		reset_on_abort; /* locked waiting jobs */
+	bool		has_settings;	/* changed the queue's settings to these */
+	IjQueue		settings;
 } IjPending;
+
+/* this backend's map of queue names to ids, for ij_shared_queue */
+typedef struct IjNameEntry
+{
+	char		name[IJ_QUEUE_NAME_MAX + 1];	/* hash key */
+	Oid			relid;
+	int32		queue_id;
+} IjNameEntry;
+
+static HTAB *name_cache = NULL;
 
 /* the smallest and the largest positions */
 const IjPos ij_pos_start = {PG_INT64_MIN, PG_INT64_MIN};
@@ -247,7 +263,8 @@ ij_shmem_active(void)
 #define MY_LXID (MyProc->lxid)
 #endif
 
-static Oid
+/* the OID of immich_jobs.job, looked up once per transaction */
+Oid
 ij_job_relid(void)
 {
 	if (cached_relid_lxid != MY_LXID)
@@ -288,7 +305,7 @@ ij_find(Oid relid, int32 queue_id)
  * ij_lock exclusively.  Refuses to grow past immich_jobs.max_queues.
  */
 static IjQueueState *
-ij_enter(Oid relid, int32 queue_id, const char *name, bool *found)
+ij_enter(Oid relid, int32 queue_id, const IjQueue *settings, bool *found)
 {
 	IjQueueKey	key = ij_key(relid, queue_id);
 	IjQueueState *e;
@@ -312,7 +329,19 @@ ij_enter(Oid relid, int32 queue_id, const char *name, bool *found)
 	e = (IjQueueState *) hash_search(ij_queues, &key, HASH_ENTER, found);
 	Assert(!*found);
 	SpinLockInit(&e->mutex);
-	strlcpy(e->name, name, sizeof(e->name));
+	memset(e->name, 0, sizeof(e->name));
+	e->concurrency = 0;
+	e->max_attempts = 1;
+	e->paused = true;
+	memset(&e->lease_timeout, 0, sizeof(Interval));
+	if (settings != NULL)
+	{
+		strlcpy(e->name, settings->name, sizeof(e->name));
+		e->concurrency = settings->concurrency;
+		e->max_attempts = settings->max_attempts;
+		e->paused = settings->paused;
+		e->lease_timeout = settings->lease_timeout;
+	}
 	memset(e->count, 0, sizeof(e->count));
 	e->reserved = 0;
 	e->job_waiters = 0;
@@ -394,8 +423,7 @@ ij_ensure_loaded(void)
 	HASH_SEQ_STATUS scan;
 	IjQueueState *e;
 	bool		found;
-	int32	   *ids;
-	char	  **names;
+	IjQueue    *queues;
 	int64	   *counts;
 
 	if (!ij_shmem_active())
@@ -415,17 +443,16 @@ ij_ensure_loaded(void)
 
 	/* count, then publish unless somebody published first */
 	nrows = ij_execute(IJ_PLAN_COUNTS_ALL, NULL, NULL, 0);
-	ids = (int32 *) palloc(sizeof(int32) * Max(nrows, 1));
-	names = (char **) palloc(sizeof(char *) * Max(nrows, 1));
+	queues = (IjQueue *) palloc(sizeof(IjQueue) * Max(nrows, 1));
 	counts = (int64 *) palloc(sizeof(int64) * IJ_NUM_COUNTS * Max(nrows, 1));
 	for (int i = 0; i < nrows; i++)
 	{
 		bool		isnull;
+		char	   *name = TextDatumGetCString(ij_result(i, 1, &isnull));
 
-		ids[i] = ij_result_int32(i, 1);
-		names[i] = TextDatumGetCString(ij_result(i, 2, &isnull));
+		ij_result_queue(i, 2, name, &queues[i]);
 		for (int c = 0; c < IJ_NUM_COUNTS; c++)
-			counts[i * IJ_NUM_COUNTS + c] = ij_result_int64(i, 3 + c);
+			counts[i * IJ_NUM_COUNTS + c] = ij_result_int64(i, 7 + c);
 	}
 
 	ij_make_room(nrows + 1);
@@ -442,13 +469,13 @@ ij_ensure_loaded(void)
 
 		for (int i = 0; i < nrows; i++)
 		{
-			e = ij_enter(relid, ids[i], names[i], &found);
+			e = ij_enter(relid, queues[i].queue_id, &queues[i], &found);
 			if (found)
 				continue;		/* created by create_queue meanwhile */
 			memcpy(e->count, &counts[i * IJ_NUM_COUNTS], sizeof(e->count));
 		}
 		/* the marker goes last: a failure above leaves nothing published */
-		(void) ij_enter(relid, 0, "", &found);
+		(void) ij_enter(relid, 0, NULL, &found);
 	}
 	LWLockRelease(ij_lock);
 	loaded_relid = relid;
@@ -539,19 +566,113 @@ ij_count_add(int32 queue_id, IjCount count, int64 n)
  * again if the transaction aborts.
  */
 void
-ij_queue_created(int32 queue_id, const char *name)
+ij_queue_created(const IjQueue *queue)
 {
 	IjPending  *p;
 	bool		found;
 
 	if (!ij_shmem_active())
 		return;
-	p = ij_pending(queue_id);
+	p = ij_pending(queue->queue_id);
 	ij_make_room(1);
 	LWLockAcquire(ij_lock, LW_EXCLUSIVE);
-	(void) ij_enter(ij_job_relid(), queue_id, name, &found);
+	(void) ij_enter(ij_job_relid(), queue->queue_id, queue, &found);
 	LWLockRelease(ij_lock);
 	p->created = !found;
+}
+
+/* this transaction changed a queue's settings: publish them at commit */
+void
+ij_queue_settings_changed(const IjQueue *queue)
+{
+	IjPending  *p;
+
+	if (!ij_shmem_active())
+		return;
+	p = ij_pending(queue->queue_id);
+	p->has_settings = true;
+	p->settings = *queue;
+}
+
+/* remember which queue a name stands for, for ij_shared_queue */
+void
+ij_remember_queue(const IjQueue *queue)
+{
+	IjNameEntry *n;
+	bool		found;
+
+	if (!ij_shmem_active())
+		return;
+	if (name_cache == NULL)
+	{
+		HASHCTL		info;
+
+		info.keysize = sizeof(n->name);
+		info.entrysize = sizeof(IjNameEntry);
+		info.hcxt = TopMemoryContext;
+		name_cache = hash_create("immich_jobs queue names", 64, &info,
+								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	n = (IjNameEntry *) hash_search(name_cache, queue->name, HASH_ENTER,
+									&found);
+	n->relid = ij_job_relid();
+	n->queue_id = queue->queue_id;
+}
+
+/*
+ * Read a queue's id and settings from shared memory, without a statement.
+ * The settings are the last committed ones (or this transaction's own
+ * changes).  Returns false when shared memory cannot say: the caller must
+ * then read the queue's row.
+ */
+bool
+ij_shared_queue(const char *name, IjQueue *queue)
+{
+	IjNameEntry *n;
+	IjQueueState *e;
+	Oid			relid;
+	bool		found = false;
+	ListCell   *lc;
+
+	if (!ij_shmem_active() || name_cache == NULL)
+		return false;
+	n = (IjNameEntry *) hash_search(name_cache, name, HASH_FIND, NULL);
+	relid = ij_job_relid();
+	if (n == NULL || n->relid != relid)
+		return false;
+
+	LWLockAcquire(ij_lock, LW_SHARED);
+	e = ij_find(relid, n->queue_id);
+	if (e != NULL && strcmp(e->name, name) == 0)
+	{
+		SpinLockAcquire(&e->mutex);
+		queue->queue_id = n->queue_id;
+		queue->concurrency = e->concurrency;
+		queue->max_attempts = e->max_attempts;
+		queue->paused = e->paused;
+		queue->lease_timeout = e->lease_timeout;
+		SpinLockRelease(&e->mutex);
+		strlcpy(queue->name, name, sizeof(queue->name));
+		found = true;
+	}
+	LWLockRelease(ij_lock);
+	if (!found)
+	{
+		/* dropped, or dropped and created again: forget it */
+		hash_search(name_cache, name, HASH_REMOVE, NULL);
+		return false;
+	}
+
+	/* the latest settings this transaction gave the queue win */
+	foreach(lc, pending)
+	{
+		IjPending  *p = (IjPending *) lfirst(lc);
+
+		if (p->queue_id == queue->queue_id && p->relid == relid &&
+			p->has_settings)
+			*queue = p->settings;
+	}
+	return true;
 }
 
 /* a queue is dropped by this transaction: remove its entry at commit */
@@ -863,6 +984,13 @@ ij_finish_pending(IjPending *p, bool commit)
 			/* our jobs are visible now: lower the cursor again */
 			if (p->lowered)
 				ij_lower_locked(e, p->lowest);
+			if (p->has_settings)
+			{
+				e->concurrency = p->settings.concurrency;
+				e->max_attempts = p->settings.max_attempts;
+				e->paused = p->settings.paused;
+				e->lease_timeout = p->settings.lease_timeout;
+			}
 		}
 		else if (p->reset_on_abort)
 		{
@@ -973,6 +1101,11 @@ ij_subxact_callback(SubXactEvent event,
 			parent->lowered = true;
 		}
 		parent->reset_on_abort |= p->reset_on_abort;
+		if (p->has_settings)
+		{
+			parent->has_settings = true;
+			parent->settings = p->settings;
+		}
 	}
 	list_free(pending);
 	pending = keep;

@@ -3,12 +3,12 @@
  * enqueue.c
  *	  Adding jobs: enqueue() and enqueue_many().
  *
- * enqueue_many() reads its JSON array one element at a time and inserts the
- * jobs in batches of up to IJ_BATCH_SIZE rows with one statement per batch,
- * in the order of the array, so that memory stays bounded whatever the size
- * of the array.  Elements with a dedup key go one at a time, because each
- * may have to return an existing job instead.  Any error rolls the whole
- * call back.
+ * enqueue_many() reads its JSON array one element at a time and writes the
+ * jobs in batches of up to IJ_BATCH_SIZE rows the way COPY does (bulk.c),
+ * in the order of the array, so that memory stays bounded whatever the
+ * size of the array.  Elements with a dedup key go one at a time through
+ * INSERT ... ON CONFLICT, because each may have to return an existing job
+ * instead.  Any error rolls the whole call back.
  *
  * src/enqueue.c
  *
@@ -32,8 +32,6 @@
 PG_FUNCTION_INFO_V1(ij_enqueue);
 PG_FUNCTION_INFO_V1(ij_enqueue_many);
 
-#define IJ_BATCH_SIZE 1000
-
 /* how many times a dedup insert races with a claim before giving up */
 #define IJ_DEDUP_TRIES 100
 
@@ -49,18 +47,15 @@ typedef struct IjNewJob
 	text	   *dedup_key;		/* NULL if none */
 } IjNewJob;
 
-/* enqueue_many's rows not yet inserted */
+/* enqueue_many's batch of rows not yet written */
 typedef struct IjBatch
 {
-	int			n;
-	int			waiting;
-	int			delayed;
-	Datum		state[IJ_BATCH_SIZE];
-	Datum		priority[IJ_BATCH_SIZE];
-	Datum		run_at[IJ_BATCH_SIZE];
-	Datum		max_attempts[IJ_BATCH_SIZE];
-	Datum		name[IJ_BATCH_SIZE];
-	Datum		payload[IJ_BATCH_SIZE];
+	IjBulk	   *bulk;
+	int			n;				/* rows in the batch */
+	int			held;			/* elements read since the last flush */
+	int64		waiting;		/* rows of the batch that are waiting */
+	int64		delayed;
+	IjPos		first;			/* the first waiting row, in claim order */
 	MemoryContext cxt;			/* holds the rows' values */
 } IjBatch;
 
@@ -191,8 +186,11 @@ ij_enqueue(PG_FUNCTION_ARGS)
 						   IJ_ATTEMPTS_MAX);
 
 	SPI_connect();
-	ij_ensure_loaded();
-	ij_get_queue(queue_name, &queue, IJ_READ);
+	if (!ij_shared_queue(queue_name, &queue))
+	{
+		ij_ensure_loaded();
+		ij_get_queue(queue_name, &queue, IJ_READ);
+	}
 	job.max_attempts = PG_ARGISNULL(6) ? queue.max_attempts : PG_GETARG_INT32(6);
 	job_id = ij_insert_job(&queue, &job, &added);
 	if (added)
@@ -370,40 +368,45 @@ ij_read_element(int index, JsonbValue *elem, const IjQueue *queue,
 	ij_set_run_at(job, run_at_given, run_at);
 }
 
-/* insert the batched rows with one statement */
+/* write the batched rows; count them and lower the cursor */
 static void
 ij_flush_batch(const IjQueue *queue, IjBatch *b)
 {
-	Datum		values[7];
-
-	if (b->n == 0)
-		return;
-	values[0] = Int32GetDatum(queue->queue_id);
-	values[1] = PointerGetDatum(construct_array(b->state, b->n, CHAROID,
-												1, true, TYPALIGN_CHAR));
-	values[2] = PointerGetDatum(construct_array(b->priority, b->n, INT4OID,
-												4, true, TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_array(b->run_at, b->n,
-												TIMESTAMPTZOID, 8,
-												FLOAT8PASSBYVAL,
-												TYPALIGN_DOUBLE));
-	values[4] = PointerGetDatum(construct_array(b->max_attempts, b->n,
-												INT4OID, 4, true,
-												TYPALIGN_INT));
-	values[5] = PointerGetDatum(construct_array(b->name, b->n, TEXTOID,
-												-1, false, TYPALIGN_INT));
-	values[6] = PointerGetDatum(construct_array(b->payload, b->n, JSONBOID,
-												-1, false, TYPALIGN_INT));
-	if (ij_execute(IJ_PLAN_JOB_INSERT_MANY, values, NULL, 0) == 1)
-		ij_cursor_lower(queue->queue_id, ij_result_int32(0, 1),
-						ij_result_int64(0, 2));
-	SPI_freetuptable(SPI_tuptable);
-
+	ij_bulk_flush(b->bulk);
 	ij_count_move(queue->queue_id, '\0', IJ_WAITING, b->waiting);
 	ij_count_move(queue->queue_id, '\0', IJ_DELAYED, b->delayed);
+	if (b->waiting > 0)
+		ij_cursor_lower(queue->queue_id, (int32) -b->first.np, b->first.id);
 	b->n = 0;
 	b->waiting = 0;
 	b->delayed = 0;
+	b->held = 0;
+	MemoryContextReset(b->cxt);
+}
+
+/* add a job without a dedup key to the batch */
+static void
+ij_bulk_add_job(const IjQueue *queue, IjBatch *b, IjNewJob *job,
+				int64 *added, int64 *waiting)
+{
+	int64		job_id;
+
+	job_id = ij_bulk_add(b->bulk, queue->queue_id, job->state, job->priority,
+						 job->run_at, job->max_attempts, job->name,
+						 job->payload);
+	b->n++;
+	(*added)++;
+	if (job->state == IJ_WAITING)
+	{
+		IjPos		pos = {-(int64) job->priority, job_id};
+
+		if (b->waiting == 0 || pos.np < b->first.np)
+			b->first = pos;
+		b->waiting++;
+		(*waiting)++;
+	}
+	else
+		b->delayed++;
 }
 
 /* enqueue_many(queue_name, jobs) */
@@ -432,13 +435,17 @@ ij_enqueue_many(PG_FUNCTION_ARGS)
 						   JB_ROOT_IS_OBJECT(jobs) ? "an object" : "a scalar")));
 
 	SPI_connect();
-	ij_ensure_loaded();
-	ij_get_queue(queue_name, &queue, IJ_READ);
+	if (!ij_shared_queue(queue_name, &queue))
+	{
+		ij_ensure_loaded();
+		ij_get_queue(queue_name, &queue, IJ_READ);
+	}
 
 	b = (IjBatch *) palloc0(sizeof(IjBatch));
 	b->cxt = AllocSetContextCreate(CurrentMemoryContext,
 								   "immich_jobs batch",
 								   ALLOCSET_DEFAULT_SIZES);
+	b->bulk = ij_bulk_begin(ij_job_relid());
 	errcallback.callback = ij_element_context;
 	errcallback.arg = &index;
 
@@ -462,10 +469,13 @@ ij_enqueue_many(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(oldcxt);
 		error_context_stack = errcallback.previous;
 
+		/*
+		 * Ids follow the array's order either way: a batched job takes its id
+		 * when it is added, a job with a dedup key when it is inserted.
+		 */
+		b->held++;
 		if (job.dedup_key != NULL)
 		{
-			/* keep the array's order: earlier elements go in first */
-			ij_flush_batch(&queue, b);
 			job_id = ij_insert_job(&queue, &job, &new_job);
 			if (new_job)
 			{
@@ -477,32 +487,14 @@ ij_enqueue_many(PG_FUNCTION_ARGS)
 					ij_cursor_lower(queue.queue_id, job.priority, job_id);
 				}
 			}
-			MemoryContextReset(b->cxt);
-			continue;
-		}
-
-		b->state[b->n] = CharGetDatum(job.state);
-		b->priority[b->n] = Int32GetDatum(job.priority);
-		b->run_at[b->n] = TimestampTzGetDatum(job.run_at);
-		b->max_attempts[b->n] = Int32GetDatum(job.max_attempts);
-		b->name[b->n] = PointerGetDatum(job.name);
-		b->payload[b->n] = JsonbPGetDatum(job.payload);
-		b->n++;
-		added++;
-		if (job.state == IJ_WAITING)
-		{
-			b->waiting++;
-			waiting++;
 		}
 		else
-			b->delayed++;
-		if (b->n == IJ_BATCH_SIZE)
-		{
+			ij_bulk_add_job(&queue, b, &job, &added, &waiting);
+		if (b->n == IJ_BATCH_SIZE || b->held == IJ_BATCH_SIZE)
 			ij_flush_batch(&queue, b);
-			MemoryContextReset(b->cxt);
-		}
 	}
 	ij_flush_batch(&queue, b);
+	ij_bulk_end(b->bulk);
 
 	if (waiting > 0)
 		ij_wake(queue.queue_id, queue.name, IJ_WAKE_JOBS);

@@ -11,6 +11,7 @@
 #define IMMICH_JOBS_H
 
 #include "executor/spi.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #define IJ_SCHEMA			"immich_jobs"
@@ -20,6 +21,7 @@
 #define IJ_KEY_MAX			255
 #define IJ_CONCURRENCY_MAX	10000
 #define IJ_ATTEMPTS_MAX		1000
+#define IJ_BATCH_SIZE		1000	/* rows enqueue_many writes at once */
 
 /* job.state codes */
 #define IJ_WAITING		'w'
@@ -87,8 +89,12 @@ extern void ij_shmem_request(void);
 extern void ij_shmem_startup(void);
 extern void ij_register_xact_callbacks(void);
 extern bool ij_shmem_active(void);
+extern Oid	ij_job_relid(void);
 extern void ij_ensure_loaded(void);
-extern void ij_queue_created(int32 queue_id, const char *name);
+extern void ij_queue_created(const IjQueue *queue);
+extern void ij_queue_settings_changed(const IjQueue *queue);
+extern void ij_remember_queue(const IjQueue *queue);
+extern bool ij_shared_queue(const char *name, IjQueue *queue);
 extern void ij_queue_dropped(int32 queue_id);
 extern void ij_count_move(int32 queue_id, char from, char to, int64 n);
 extern void ij_count_add(int32 queue_id, IjCount count, int64 n);
@@ -122,6 +128,8 @@ typedef enum IjRead
 extern bool ij_lookup_queue(const char *name, IjQueue *queue, IjRead how);
 extern void ij_get_queue(const char *name, IjQueue *queue, IjRead how);
 extern char *ij_queue_name_by_id(int32 queue_id);
+extern void ij_result_queue(int row, int col, const char *name,
+							IjQueue *queue);
 
 /* plans.c */
 typedef enum IjPlanId
@@ -140,7 +148,6 @@ typedef enum IjPlanId
 	IJ_PLAN_JOB_INSERT,
 	IJ_PLAN_JOB_INSERT_DEDUP,
 	IJ_PLAN_JOB_FIND_DEDUP,
-	IJ_PLAN_JOB_INSERT_MANY,
 	IJ_PLAN_PROMOTE,
 	IJ_PLAN_CLAIM,
 	IJ_PLAN_COMPLETE,
@@ -165,6 +172,15 @@ extern int	ij_execute_latest(IjPlanId id, Datum *values, const char *nulls);
 extern Datum ij_result(int row, int col, bool *isnull);
 extern int64 ij_result_int64(int row, int col);
 extern int32 ij_result_int32(int row, int col);
+
+/* bulk.c */
+typedef struct IjBulk IjBulk;
+extern IjBulk *ij_bulk_begin(Oid relid);
+extern int64 ij_bulk_add(IjBulk *bulk, int32 queue_id, char state,
+						 int32 priority, TimestampTz run_at,
+						 int32 max_attempts, text *name, Jsonb *payload);
+extern void ij_bulk_flush(IjBulk *bulk);
+extern void ij_bulk_end(IjBulk *bulk);
 
 /* lease.c */
 extern int	ij_reap_expired(void);

@@ -5,10 +5,11 @@
  *	  heartbeat, release and reap.
  *
  * Fencing: every statement that ends or extends a lease matches the job's
- * id, its current lease_token and the active state together, under the row
- * lock its UPDATE or DELETE takes.  A token that is no longer current
- * (the lease was reclaimed, cancelled, completed, or given back) matches no
- * row, so the call changes nothing and returns false or NULL.
+ * id and its current lease_token together, under the row lock its UPDATE or
+ * DELETE takes (a job has a token only while it is active).  A token that is
+ * no longer current (the lease was reclaimed, cancelled, completed, or given
+ * back) matches no row, so the call changes nothing and returns false or
+ * NULL.
  *
  * src/lease.c
  *
@@ -113,6 +114,7 @@ ij_claim(PG_FUNCTION_ARGS)
 	int			used = 0;
 	int32		last_priority = 0;
 	int64		last_job_id = 0;
+	bool		connected = false;
 
 	ij_require_arg(fcinfo, 1, "worker_id");
 	ij_require_arg(fcinfo, 2, "max_jobs");
@@ -125,19 +127,30 @@ ij_claim(PG_FUNCTION_ARGS)
 	ij_check_int_range("max_jobs", max_jobs, 1, IJ_CONCURRENCY_MAX);
 	store = ij_init_srf(fcinfo);
 
-	SPI_connect();
-	ij_ensure_loaded();
 	/*
 	 * Admission follows the settings committed last, whatever the isolation
 	 * level: a claim in an older REPEATABLE READ snapshot must not admit by a
-	 * concurrency or a pause that has since changed.
+	 * concurrency or a pause that has since changed.  Shared memory has them
+	 * (then a claim that is refused runs no statement at all); else read the
+	 * queue's row with the latest snapshot, or lock it without the preload.
 	 */
-	ij_get_queue(queue_name, &queue,
-				 ij_shmem_active() ? IJ_READ_LATEST : IJ_READ_LOCK);
+	if (!ij_shared_queue(queue_name, &queue))
+	{
+		SPI_connect();
+		connected = true;
+		ij_ensure_loaded();
+		ij_get_queue(queue_name, &queue,
+					 ij_shmem_active() ? IJ_READ_LATEST : IJ_READ_LOCK);
+	}
 	ij_admit(&queue, max_jobs, &adm);
 	if (!adm.shared)
 	{
 		/* no shared state for this queue: take turns on its row */
+		if (!connected)
+		{
+			SPI_connect();
+			connected = true;
+		}
 		if (ij_shmem_active())
 			ij_get_queue(queue_name, &queue, IJ_READ_LOCK);
 		adm.granted = ij_admit_unshared(&queue, max_jobs);
@@ -147,6 +160,12 @@ ij_claim(PG_FUNCTION_ARGS)
 	{
 		Datum		values[6];
 		TupleDesc	tupdesc = ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc;
+
+		if (!connected)
+		{
+			SPI_connect();
+			connected = true;
+		}
 
 		/* promoted jobs may sort before the cursor: scan from the head */
 		if (adm.promote && ij_promote_due(queue.queue_id, queue.name) > 0)
@@ -174,7 +193,8 @@ ij_claim(PG_FUNCTION_ARGS)
 	ij_admit_done(&queue, &adm, used, last_priority, last_job_id);
 	if (adm.self_notify)
 		Async_Notify(IJ_CHANNEL, queue.name);
-	SPI_finish();
+	if (connected)
+		SPI_finish();
 	return (Datum) 0;
 }
 

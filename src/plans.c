@@ -91,12 +91,13 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"       max_attempts = coalesce($4, max_attempts),"
 		"       retry_backoff = coalesce($5, retry_backoff)"
 		" WHERE queue_name" EQ "$1"
-		" RETURNING queue_id",
+		" RETURNING queue_id, concurrency, max_attempts, paused, lease_timeout",
 		5, {TEXTOID, INT4OID, INTERVALOID, INT4OID, INTERVALOID}
 	},
 	[IJ_PLAN_QUEUE_PAUSE] = {
 		"UPDATE immich_jobs.queue SET paused = $2"
-		" WHERE queue_name" EQ "$1 RETURNING queue_id",
+		" WHERE queue_name" EQ "$1"
+		" RETURNING queue_id, concurrency, max_attempts, paused, lease_timeout",
 		2, {TEXTOID, BOOLOID}
 	},
 	[IJ_PLAN_QUEUE_DELETE] = {
@@ -121,8 +122,9 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		1, {INT4OID}
 	},
 	[IJ_PLAN_COUNTS_ALL] = {
-		/* columns 3 to 8 are in IjCount order */
-		"SELECT q.queue_id, q.queue_name,"
+		/* the name, the settings, then the counts in IjCount order */
+		"SELECT q.queue_name, q.queue_id, q.concurrency, q.max_attempts,"
+		"       q.paused, q.lease_timeout,"
 		"       coalesce(j.waiting, 0), coalesce(j.delayed, 0),"
 		"       coalesce(j.active, 0), coalesce(j.failed, 0),"
 		"       coalesce(j.cancelled, 0),"
@@ -182,22 +184,6 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		" WHERE queue_id" EQ "$1 AND dedup_key" EQ "$2 AND" NOT_STARTED,
 		2, {INT4OID, TEXTOID}
 	},
-	[IJ_PLAN_JOB_INSERT_MANY] = {
-		/* returns the first waiting job inserted, in claim order */
-		"WITH i AS (INSERT INTO immich_jobs.job"
-		"       (job_id, queue_id, state, priority, run_at, max_attempts,"
-		"        job_name, payload, created_at, attempt)"
-		"SELECT " NEXT_JOB_ID ", $1, u.s, u.p, u.r, u.m, u.n, u.j," NOW ", 0"
-		"  FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
-		"                  pg_catalog.unnest($4), pg_catalog.unnest($5),"
-		"                  pg_catalog.unnest($6), pg_catalog.unnest($7))"
-		"       AS u(s, p, r, m, n, j)"
-		" RETURNING state, priority, job_id)"
-		"SELECT priority, job_id FROM i WHERE state" EQ CHAR("w")
-		" ORDER BY priority DESC, job_id LIMIT 1",
-		7, {INT4OID, CHARARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID,
-		INT4ARRAYOID, TEXTARRAYOID, JSONBARRAYOID}
-	},
 	[IJ_PLAN_PROMOTE] = {
 		"UPDATE immich_jobs.job SET state =" CHAR("w")
 		" WHERE job_id" EQ "ANY (ARRAY("
@@ -237,7 +223,6 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 	[IJ_PLAN_COMPLETE] = {
 		"WITH d AS (DELETE FROM immich_jobs.job"
 		"            WHERE job_id" EQ "$1 AND lease_token" EQ "$2"
-		"              AND state" EQ CHAR("a")
 		"           RETURNING queue_id)"
 		"INSERT INTO immich_jobs.completed_log (queue_id, n)"
 		"SELECT queue_id, 1 FROM d RETURNING queue_id",
@@ -250,7 +235,6 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"                             pg_catalog.unnest($2)) AS t(id, tok)"
 		"            WHERE j.job_id" EQ "ANY ($1)"
 		"              AND j.job_id" EQ "t.id AND j.lease_token" EQ "t.tok"
-		"              AND j.state" EQ CHAR("a")
 		"           RETURNING j.queue_id),"
 		"     g AS (SELECT queue_id, pg_catalog.count(*)::pg_catalog.int4 AS n"
 		"             FROM d GROUP BY queue_id)"
@@ -269,7 +253,7 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"       last_error = $3, lease_token = NULL, lease_expires_at = NULL"
 		"  FROM immich_jobs.queue q"
 		" WHERE j.job_id" EQ "$1 AND j.lease_token" EQ "$2"
-		"   AND j.state" EQ CHAR("a") "AND q.queue_id" EQ "j.queue_id"
+		"   AND q.queue_id" EQ "j.queue_id"
 		" RETURNING j.queue_id, j.state",
 		4, {INT8OID, INT8OID, TEXTOID, INTERVALOID}
 	},
@@ -278,7 +262,7 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"   SET lease_expires_at =" NOW PLUS "coalesce($3, q.lease_timeout)"
 		"  FROM immich_jobs.queue q"
 		" WHERE j.job_id" EQ "$1 AND j.lease_token" EQ "$2"
-		"   AND j.state" EQ CHAR("a") "AND q.queue_id" EQ "j.queue_id"
+		"   AND q.queue_id" EQ "j.queue_id"
 		" RETURNING j.lease_expires_at",
 		3, {INT8OID, INT8OID, INTERVALOID}
 	},
@@ -290,7 +274,6 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"       attempt = j.attempt" MINUS "1,"
 		"       lease_token = NULL, lease_expires_at = NULL"
 		" WHERE j.job_id" EQ "$1 AND j.lease_token" EQ "$2"
-		"   AND j.state" EQ CHAR("a")
 		" RETURNING j.queue_id, j.state",
 		3, {INT8OID, INT8OID, TIMESTAMPTZOID}
 	},

@@ -132,7 +132,6 @@ bool
 ij_lookup_queue(const char *name, IjQueue *queue, IjRead how)
 {
 	Datum		values[1];
-	bool		isnull;
 	int			n;
 
 	values[0] = CStringGetTextDatum(name);
@@ -143,14 +142,26 @@ ij_lookup_queue(const char *name, IjQueue *queue, IjRead how)
 					   IJ_PLAN_QUEUE_GET, values, NULL, 1);
 	if (n == 0)
 		return false;
-
-	queue->queue_id = ij_result_int32(0, 1);
-	queue->concurrency = ij_result_int32(0, 2);
-	queue->max_attempts = ij_result_int32(0, 3);
-	queue->paused = DatumGetBool(ij_result(0, 4, &isnull));
-	queue->lease_timeout = *DatumGetIntervalP(ij_result(0, 5, &isnull));
-	strlcpy(queue->name, name, sizeof(queue->name));
+	ij_result_queue(0, 1, name, queue);
+	ij_remember_queue(queue);
 	return true;
+}
+
+/*
+ * Fill queue from the columns queue_id, concurrency, max_attempts, paused,
+ * lease_timeout of a result row, starting at column col.
+ */
+void
+ij_result_queue(int row, int col, const char *name, IjQueue *queue)
+{
+	bool		isnull;
+
+	queue->queue_id = ij_result_int32(row, col);
+	queue->concurrency = ij_result_int32(row, col + 1);
+	queue->max_attempts = ij_result_int32(row, col + 2);
+	queue->paused = DatumGetBool(ij_result(row, col + 3, &isnull));
+	queue->lease_timeout = *DatumGetIntervalP(ij_result(row, col + 4, &isnull));
+	strlcpy(queue->name, name, sizeof(queue->name));
 }
 
 /* as ij_lookup_queue, but an unknown queue is an error */
@@ -205,7 +216,17 @@ ij_create_queue(PG_FUNCTION_ARGS)
 	SPI_connect();
 	ij_ensure_loaded();
 	if (ij_execute(IJ_PLAN_QUEUE_INSERT, values, NULL, 1) == 1)
-		ij_queue_created(ij_result_int32(0, 1), name);
+	{
+		IjQueue		queue;
+
+		queue.queue_id = ij_result_int32(0, 1);
+		queue.concurrency = PG_GETARG_INT32(1);
+		queue.max_attempts = PG_GETARG_INT32(3);
+		queue.paused = false;
+		queue.lease_timeout = *PG_GETARG_INTERVAL_P(2);
+		strlcpy(queue.name, name, sizeof(queue.name));
+		ij_queue_created(&queue);
+	}
 	else if (PG_GETARG_BOOL(5))
 		ereport(NOTICE,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -230,6 +251,7 @@ ij_alter(FunctionCallInfo fcinfo, const char *name, Datum concurrency,
 {
 	Datum		values[5];
 	char		nulls[6] = "     ";
+	IjQueue		queue;
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = concurrency;
@@ -252,6 +274,8 @@ ij_alter(FunctionCallInfo fcinfo, const char *name, Datum concurrency,
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("queue \"%s\" does not exist", name)));
+	ij_result_queue(0, 1, name, &queue);
+	ij_queue_settings_changed(&queue);
 	if (!concurrency_null)
 		Async_Notify(IJ_CHANNEL, name);
 	SPI_finish();
@@ -302,6 +326,7 @@ static void
 ij_set_paused(const char *name, bool paused)
 {
 	Datum		values[2];
+	IjQueue		queue;
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = BoolGetDatum(paused);
@@ -310,6 +335,8 @@ ij_set_paused(const char *name, bool paused)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("queue \"%s\" does not exist", name)));
+	ij_result_queue(0, 1, name, &queue);
+	ij_queue_settings_changed(&queue);
 	if (!paused)
 		Async_Notify(IJ_CHANNEL, name);
 	SPI_finish();
