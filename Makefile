@@ -8,7 +8,8 @@ OBJS = \
 	src/bulk.o \
 	src/queue.o \
 	src/enqueue.o \
-	src/lease.o
+	src/lease.o \
+	src/worker.o
 
 EXTENSION = immich_jobs
 DATA = sql/immich_jobs--1.0.sql

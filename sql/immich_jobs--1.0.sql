@@ -79,8 +79,8 @@ CREATE INDEX job_delayed_idx ON immich_jobs.job (queue_id, run_at)
 -- leases, by expiry, for the reaper
 CREATE INDEX job_lease_idx ON immich_jobs.job (lease_expires_at)
     WHERE state = 'a';
--- finished jobs kept for the administrator
-CREATE INDEX job_finished_idx ON immich_jobs.job (queue_id, state)
+-- finished jobs kept for the administrator, by age for the pruning
+CREATE INDEX job_finished_idx ON immich_jobs.job (finished_at, queue_id)
     WHERE state IN ('f', 'x');
 -- dedup keys are unique among the jobs of a queue that have never started
 CREATE UNIQUE INDEX job_dedup_idx ON immich_jobs.job (queue_id, dedup_key)
@@ -315,6 +315,25 @@ LANGUAGE C STRICT SECURITY DEFINER;
 
 COMMENT ON FUNCTION immich_jobs._queue_counts(integer) IS
 'internal: the job counts of one queue, from shared memory when the library is preloaded';
+
+CREATE FUNCTION immich_jobs._preloaded()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'ij_preloaded'
+LANGUAGE C STRICT;
+
+COMMENT ON FUNCTION immich_jobs._preloaded() IS
+'internal: whether the library is in shared_preload_libraries';
+
+-- Say it now if the background workers will not run.
+DO $$
+BEGIN
+    IF NOT immich_jobs._preloaded() THEN
+        RAISE NOTICE 'immich_jobs is not in shared_preload_libraries'
+            USING DETAIL = 'Expired leases are reclaimed only by calling immich_jobs.reap(), claims on a queue take turns on its row, and queue_counts counts rows.',
+                  HINT = 'Add immich_jobs to shared_preload_libraries and restart the server.';
+    END IF;
+END
+$$;
 
 -- Views
 

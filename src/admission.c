@@ -75,6 +75,7 @@
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "commands/async.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -193,61 +194,25 @@ static Oid	loaded_relid = InvalidOid;
 static Oid	cached_relid = InvalidOid;
 static LocalTransactionId cached_relid_lxid = InvalidLocalTransactionId;
 
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
-static Size
-ij_shmem_size(void)
+/* shared memory for the per-queue state (called while preloading) */
+Size
+ij_admission_shmem_size(void)
 {
 	return hash_estimate_size(ij_max_queues, sizeof(IjQueueState));
 }
 
-#if PG_VERSION_NUM >= 150000
-static void
-ij_shmem_request_hook(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(ij_shmem_size());
-	RequestNamedLWLockTranche("immich_jobs", 1);
-}
-#endif
-
-static void
-ij_shmem_startup_hook(void)
+/* set up the per-queue state; the caller holds AddinShmemInitLock */
+void
+ij_admission_shmem_init(LWLock *lock)
 {
 	HASHCTL		info;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	info.keysize = sizeof(IjQueueKey);
 	info.entrysize = sizeof(IjQueueState);
 	ij_queues = ShmemInitHash("immich_jobs queues",
 							  ij_max_queues, ij_max_queues,
 							  &info, HASH_ELEM | HASH_BLOBS);
-	ij_lock = &(GetNamedLWLockTranche("immich_jobs"))->lock;
-	LWLockRelease(AddinShmemInitLock);
-}
-
-/*
- * Called from _PG_init while the library is being preloaded.
- */
-void
-ij_shmem_request(void)
-{
-#if PG_VERSION_NUM >= 150000
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = ij_shmem_request_hook;
-#else
-	RequestAddinShmemSpace(ij_shmem_size());
-	RequestNamedLWLockTranche("immich_jobs", 1);
-#endif
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = ij_shmem_startup_hook;
+	ij_lock = lock;
 }
 
 /* is the shared state there (the library was preloaded)? */
@@ -255,6 +220,15 @@ bool
 ij_shmem_active(void)
 {
 	return ij_queues != NULL;
+}
+
+PG_FUNCTION_INFO_V1(ij_preloaded);
+
+/* _preloaded(): for CREATE EXTENSION's notice */
+Datum
+ij_preloaded(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(ij_shmem_active());
 }
 
 #if PG_VERSION_NUM >= 170000

@@ -11,6 +11,7 @@
 #define IMMICH_JOBS_H
 
 #include "executor/spi.h"
+#include "storage/lwlock.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -81,12 +82,15 @@ typedef struct IjAdmission
 
 /* settings.c */
 extern int	ij_max_queues;
+extern int	ij_reaper_interval;
+extern char *ij_databases;
+extern int	ij_finished_retention;
 extern void ij_define_settings(void);
 extern void ij_define_preload_settings(void);
 
 /* admission.c */
-extern void ij_shmem_request(void);
-extern void ij_shmem_startup(void);
+extern Size ij_admission_shmem_size(void);
+extern void ij_admission_shmem_init(LWLock *lock);
 extern void ij_register_xact_callbacks(void);
 extern bool ij_shmem_active(void);
 extern Oid	ij_job_relid(void);
@@ -149,6 +153,8 @@ typedef enum IjPlanId
 	IJ_PLAN_JOB_INSERT_DEDUP,
 	IJ_PLAN_JOB_FIND_DEDUP,
 	IJ_PLAN_PROMOTE,
+	IJ_PLAN_PROMOTE_ALL,
+	IJ_PLAN_PRUNE,
 	IJ_PLAN_CLAIM,
 	IJ_PLAN_COMPLETE,
 	IJ_PLAN_COMPLETE_MANY,
@@ -173,6 +179,13 @@ extern Datum ij_result(int row, int col, bool *isnull);
 extern int64 ij_result_int64(int row, int col);
 extern int32 ij_result_int32(int row, int col);
 
+/* worker.c */
+extern Size ij_worker_shmem_size(void);
+extern void ij_worker_shmem_init(LWLock *lock);
+extern void ij_register_launcher(void);
+extern void ij_install_utility_hook(void);
+extern bool ij_serves_database(const char *dbname);
+
 /* bulk.c */
 typedef struct IjBulk IjBulk;
 extern IjBulk *ij_bulk_begin(Oid relid);
@@ -185,6 +198,8 @@ extern void ij_bulk_end(IjBulk *bulk);
 /* lease.c */
 extern int	ij_reap_expired(void);
 extern void ij_fold_completed_log(void);
+extern int	ij_promote_all_due(void);
+extern int	ij_prune_finished(int retention_seconds);
 extern int	ij_promote_due(int32 queue_id, const char *queue_name);
 
 #endif							/* IMMICH_JOBS_H */

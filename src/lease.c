@@ -382,6 +382,15 @@ ij_release(PG_FUNCTION_ARGS)
 }
 
 static int
+ij_cmp_int32(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+static int
 ij_cmp_int64(const void *a, const void *b)
 {
 	int64		x = *(const int64 *) a;
@@ -430,6 +439,60 @@ ij_reap_expired(void)
 			ij_wake((int32) (keys[i] / 2), NULL, IJ_WAKE_JOBS);
 	}
 	pfree(keys);
+	return n;
+}
+
+/*
+ * Make the due delayed jobs of every queue waiting, and wake whoever waits
+ * for them, as the background worker does.  Returns how many.
+ */
+int
+ij_promote_all_due(void)
+{
+	int			n;
+	int32	   *queue_ids;
+
+	n = ij_execute(IJ_PLAN_PROMOTE_ALL, NULL, NULL, 0);
+	if (n == 0)
+		return 0;
+	queue_ids = (int32 *) palloc(sizeof(int32) * n);
+	for (int i = 0; i < n; i++)
+		queue_ids[i] = ij_result_int32(i, 1);
+	qsort(queue_ids, n, sizeof(int32), ij_cmp_int32);
+	for (int i = 0; i < n;)
+	{
+		int			j = i;
+
+		while (j < n && queue_ids[j] == queue_ids[i])
+			j++;
+		ij_count_move(queue_ids[i], IJ_DELAYED, IJ_WAITING, j - i);
+		ij_cursor_reset(queue_ids[i]);
+		ij_wake(queue_ids[i], NULL, IJ_WAKE_JOBS);
+		i = j;
+	}
+	pfree(queue_ids);
+	return n;
+}
+
+/*
+ * Delete failed and cancelled jobs that finished more than retention
+ * seconds ago.  Returns how many.
+ */
+int
+ij_prune_finished(int retention)
+{
+	Datum		values[1];
+	int			n;
+
+	values[0] = Float8GetDatum((double) retention);
+	n = ij_execute(IJ_PLAN_PRUNE, values, NULL, 0);
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ij_count_move(ij_result_int32(i, 1),
+					  DatumGetChar(ij_result(i, 2, &isnull)), '\0', 1);
+	}
 	return n;
 }
 

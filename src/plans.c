@@ -24,7 +24,11 @@
 
 #include "immich_jobs.h"
 
-/* operators and functions, always from pg_catalog */
+/*
+ * Operators and functions, always from pg_catalog.  Written as OPERATOR(),
+ * every operator has the same precedence and groups to the left, so mixed
+ * expressions need their parentheses.
+ */
 #define EQ	" OPERATOR(pg_catalog.=) "
 #define NE	" OPERATOR(pg_catalog.<>) "
 #define LT	" OPERATOR(pg_catalog.<) "
@@ -193,6 +197,30 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"        ORDER BY run_at LIMIT 10000"
 		"          FOR UPDATE SKIP LOCKED))",
 		1, {INT4OID}
+	},
+	[IJ_PLAN_PROMOTE_ALL] = {
+		/* the background worker: due delayed jobs of every queue */
+		"UPDATE immich_jobs.job SET state =" CHAR("w")
+		" WHERE job_id" EQ "ANY (ARRAY("
+		"       SELECT job_id FROM immich_jobs.job"
+		"        WHERE state" EQ CHAR("d") "AND run_at" LE NOW
+		"        ORDER BY run_at LIMIT 10000"
+		"          FOR UPDATE SKIP LOCKED))"
+		" RETURNING queue_id",
+		0, {InvalidOid}
+	},
+	[IJ_PLAN_PRUNE] = {
+		/* the background worker: failed and cancelled jobs older than $1 s */
+		"DELETE FROM immich_jobs.job"
+		" WHERE job_id" EQ "ANY (ARRAY("
+		"       SELECT job_id FROM immich_jobs.job"
+		"        WHERE state" EQ "ANY ('{f,x}'::pg_catalog.\"char\"[])"
+		"          AND finished_at" LT "(" NOW MINUS
+		"              pg_catalog.make_interval(secs => $1))"
+		"        ORDER BY finished_at LIMIT 10000"
+		"          FOR UPDATE SKIP LOCKED))"
+		" RETURNING queue_id, state",
+		1, {FLOAT8OID}
 	},
 	[IJ_PLAN_CLAIM] = {
 		/*

@@ -9,20 +9,122 @@
  */
 #include "postgres.h"
 
+#include "nodes/pg_list.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "immich_jobs.h"
 
 /* immich_jobs.max_queues: entries of the shared per-queue state */
 int			ij_max_queues = 1024;
 
+/* immich_jobs.reaper_interval: ms between two rounds of the reapers */
+int			ij_reaper_interval = 1000;
+
+/* immich_jobs.databases: "*", or a comma-separated list of names */
+char	   *ij_databases = NULL;
+
+/* immich_jobs.finished_retention: seconds failed/cancelled jobs are kept */
+int			ij_finished_retention = 7 * 24 * 3600;
+
 /*
- * Settings that can be set at any time.  Defined by every process that loads
- * the library.
+ * immich_jobs.databases is "*" (every database that has the extension), a
+ * comma-separated list of database names (quoted where needed, as in
+ * search_path), or empty (no database).
+ */
+static bool
+ij_check_databases(char **newval, void **extra pg_attribute_unused(),
+				   GucSource source pg_attribute_unused())
+{
+	char	   *copy;
+	List	   *names;
+	bool		ok;
+
+	if (strcmp(*newval, "*") == 0)
+		return true;
+	copy = pstrdup(*newval);
+	ok = SplitGUCList(copy, ',', &names);
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid: give \"*\" or database names separated by commas.");
+	list_free(names);
+	pfree(copy);
+	return ok;
+}
+
+/*
+ * Is a database named by immich_jobs.databases?  ("*" names them all.)
+ */
+bool
+ij_serves_database(const char *dbname)
+{
+	char	   *copy;
+	List	   *names;
+	ListCell   *lc;
+	bool		found = false;
+
+	if (ij_databases == NULL)
+		return false;
+	if (strcmp(ij_databases, "*") == 0)
+		return true;
+	copy = pstrdup(ij_databases);
+	if (SplitGUCList(copy, ',', &names))
+	{
+		foreach(lc, names)
+		{
+			if (strcmp((char *) lfirst(lc), dbname) == 0)
+				found = true;
+		}
+	}
+	list_free(names);
+	pfree(copy);
+	return found;
+}
+
+/*
+ * Settings that can change at any time (a reload).  Defined by every
+ * process that loads the library, so that SHOW shows them.
  */
 void
 ij_define_settings(void)
 {
+	DefineCustomStringVariable("immich_jobs.databases",
+							   "Databases whose expired leases the background workers reclaim.",
+							   "\"*\" means every database in which the extension is installed; "
+							   "otherwise a comma-separated list of database names; empty means none.",
+							   &ij_databases,
+							   "*",
+							   PGC_SIGHUP,
+							   0,
+							   ij_check_databases,
+							   NULL,
+							   NULL);
+
+	DefineCustomIntVariable("immich_jobs.reaper_interval",
+							"Time between two rounds of the background workers.",
+							"Each round reclaims expired leases, wakes workers for delayed jobs that came due, "
+							"and prunes old finished jobs.",
+							&ij_reaper_interval,
+							1000,
+							10,
+							3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL,
+							NULL,
+							NULL);
+
+	DefineCustomIntVariable("immich_jobs.finished_retention",
+							"How long failed and cancelled jobs are kept before the background workers delete them.",
+							"-1 keeps them until they are retried or cleared.",
+							&ij_finished_retention,
+							7 * 24 * 3600,
+							-1,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL,
+							NULL,
+							NULL);
 }
 
 /*

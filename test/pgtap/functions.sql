@@ -90,14 +90,15 @@ CREATE FUNCTION pg_temp.fn(name, name[]) RETURNS regprocedure
 LANGUAGE sql STABLE AS
 $$SELECT to_regprocedure(format('immich_jobs.%I(%s)', $1, array_to_string($2, ', ')))$$;
 
-SELECT plan(149);
+SELECT plan(152);
 
--- no function more and none less (_queue_counts is the views' internal helper)
+-- no function more and none less (_queue_counts is the views' internal
+-- helper, _preloaded the install script's)
 SELECT functions_are('immich_jobs',
     ARRAY['create_queue', 'alter_queue', 'set_concurrency', 'pause_queue', 'resume_queue',
           'drop_queue', 'enqueue', 'enqueue_many', 'claim', 'complete', 'complete_many',
           'fail', 'heartbeat', 'release', 'reap', 'retry_failed', 'clear', 'cancel',
-          '_queue_counts']);
+          '_queue_counts', '_preloaded']);
 
 -- (each row-producing test reads an ordered subquery, so that the tests are
 -- numbered in the order they are printed)
@@ -147,6 +148,12 @@ SELECT function_lang_is('immich_jobs', '_queue_counts', ARRAY['integer'], 'c',
                         'immich_jobs._queue_counts is written in C');
 SELECT isnt(obj_description(pg_temp.fn('_queue_counts', ARRAY['integer']), 'pg_proc'), NULL,
             'immich_jobs._queue_counts has a comment');
+SELECT function_returns('immich_jobs', '_preloaded', ARRAY[]::text[], 'boolean',
+                        'immich_jobs._preloaded() returns boolean');
+SELECT function_lang_is('immich_jobs', '_preloaded', ARRAY[]::text[], 'c',
+                        'immich_jobs._preloaded is written in C');
+SELECT isnt(obj_description(pg_temp.fn('_preloaded', ARRAY[]::text[]), 'pg_proc'), NULL,
+            'immich_jobs._preloaded has a comment');
 
 SELECT * FROM finish();
 ROLLBACK;
