@@ -324,16 +324,8 @@ LANGUAGE C STRICT;
 COMMENT ON FUNCTION immich_jobs._preloaded() IS
 'internal: whether the library is in shared_preload_libraries';
 
--- Say it now if the background workers will not run.
-DO $$
-BEGIN
-    IF NOT immich_jobs._preloaded() THEN
-        RAISE NOTICE 'immich_jobs is not in shared_preload_libraries'
-            USING DETAIL = 'Expired leases are reclaimed only by calling immich_jobs.reap(), claims on a queue take turns on its row, and queue_counts counts rows.',
-                  HINT = 'Add immich_jobs to shared_preload_libraries and restart the server.';
-    END IF;
-END
-$$;
+-- Without the preload, CREATE EXTENSION says so (NOTICE) when it commits.
+SELECT immich_jobs._preloaded();
 
 -- Views
 

@@ -75,6 +75,7 @@
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "commands/async.h"
+#include "commands/extension.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -224,11 +225,31 @@ ij_shmem_active(void)
 
 PG_FUNCTION_INFO_V1(ij_preloaded);
 
-/* _preloaded(): for CREATE EXTENSION's notice */
+/* CREATE EXTENSION without the preload: say so when it commits */
+static bool preload_notice_pending = false;
+
+/*
+ * _preloaded(): is the library preloaded?  Called by the install script:
+ * without the preload, the transaction says so (NOTICE) when it commits.
+ * Not from the script itself: PostgreSQL runs extension scripts with
+ * client_min_messages at least WARNING, so a NOTICE there is never seen.
+ */
 Datum
 ij_preloaded(PG_FUNCTION_ARGS)
 {
+	if (!ij_shmem_active() && creating_extension)
+		preload_notice_pending = true;
 	PG_RETURN_BOOL(ij_shmem_active());
+}
+
+static void
+ij_preload_notice(void)
+{
+	preload_notice_pending = false;
+	ereport(NOTICE,
+			(errmsg("immich_jobs is not in shared_preload_libraries"),
+			 errdetail("Expired leases are reclaimed only by calling immich_jobs.reap(), claims on a queue take turns on its row, and queue_counts counts rows."),
+			 errhint("Add immich_jobs to shared_preload_libraries and restart the server.")));
 }
 
 #if PG_VERSION_NUM >= 170000
@@ -980,6 +1001,14 @@ static void
 ij_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	ListCell   *lc;
+
+	if (preload_notice_pending)
+	{
+		if (event == XACT_EVENT_PRE_COMMIT)
+			ij_preload_notice();
+		else if (event == XACT_EVENT_ABORT)
+			preload_notice_pending = false;
+	}
 
 	if (pending == NIL)
 		return;
