@@ -353,7 +353,8 @@ ij_enter(Oid relid, int32 queue_id, const IjQueue *settings, bool *found)
 /*
  * Before adding n entries to a full table, remove the entries that nobody
  * can use any more: those of databases that no longer exist, and those of
- * an earlier installation of the extension in this database.
+ * another installation of the extension in this database whose job table
+ * no longer exists.
  */
 static void
 ij_make_room(int n)
@@ -362,7 +363,9 @@ ij_make_room(int n)
 	IjQueueState *e;
 	Oid			relid = ij_job_relid();
 	Oid		   *dbids;
+	Oid		   *relids;
 	int			ndbs = 0;
+	int			nrels = 0;
 	int			size;
 
 	LWLockAcquire(ij_lock, LW_SHARED);
@@ -372,13 +375,18 @@ ij_make_room(int n)
 		LWLockRelease(ij_lock);
 		return;
 	}
-	/* the databases that have entries (one marker entry each) */
+	/* the databases, and this database's installations, that have entries */
 	dbids = (Oid *) palloc(sizeof(Oid) * (size + 1));
+	relids = (Oid *) palloc(sizeof(Oid) * (size + 1));
 	hash_seq_init(&scan, ij_queues);
 	while ((e = (IjQueueState *) hash_seq_search(&scan)) != NULL)
 	{
-		if (e->key.queue_id == 0 && e->key.dbid != MyDatabaseId)
+		if (e->key.queue_id != 0)
+			continue;
+		if (e->key.dbid != MyDatabaseId)
 			dbids[ndbs++] = e->key.dbid;
+		else if (e->key.relid != relid)
+			relids[nrels++] = e->key.relid;
 	}
 	LWLockRelease(ij_lock);
 
@@ -389,19 +397,29 @@ ij_make_room(int n)
 			dbids[i] = InvalidOid;
 	}
 
+	/* and the tables of other installations in this database */
+	for (int i = 0; i < nrels; i++)
+	{
+		if (get_rel_name(relids[i]) != NULL)
+			relids[i] = InvalidOid;
+	}
+
 	LWLockAcquire(ij_lock, LW_EXCLUSIVE);
 	hash_seq_init(&scan, ij_queues);
 	while ((e = (IjQueueState *) hash_seq_search(&scan)) != NULL)
 	{
-		bool		gone = (e->key.dbid == MyDatabaseId && e->key.relid != relid);
+		bool		gone = false;
 
 		for (int i = 0; i < ndbs && !gone; i++)
 			gone = (e->key.dbid == dbids[i]);
+		for (int i = 0; i < nrels && !gone; i++)
+			gone = (e->key.dbid == MyDatabaseId && e->key.relid == relids[i]);
 		if (gone)
 			hash_search(ij_queues, &e->key, HASH_REMOVE, NULL);
 	}
 	LWLockRelease(ij_lock);
 	pfree(dbids);
+	pfree(relids);
 }
 
 /*
@@ -415,7 +433,6 @@ ij_ensure_loaded(void)
 	Oid			relid;
 	bool		loaded;
 	int			nrows;
-	HASH_SEQ_STATUS scan;
 	IjQueueState *e;
 	bool		found;
 	IjQueue    *queues;
@@ -454,14 +471,12 @@ ij_ensure_loaded(void)
 	LWLockAcquire(ij_lock, LW_EXCLUSIVE);
 	if (ij_find(relid, 0) == NULL)
 	{
-		/* forget an earlier installation of the extension in this database */
-		hash_seq_init(&scan, ij_queues);
-		while ((e = (IjQueueState *) hash_seq_search(&scan)) != NULL)
-		{
-			if (e->key.dbid == MyDatabaseId && e->key.relid != relid)
-				hash_search(ij_queues, &e->key, HASH_REMOVE, NULL);
-		}
-
+		/*
+		 * Entries of another installation of the extension in this database
+		 * stay: that installation may be the committed one (ours may be in a
+		 * CREATE EXTENSION that rolls back).  ij_make_room() removes them once
+		 * their table is gone.
+		 */
 		for (int i = 0; i < nrows; i++)
 		{
 			e = ij_enter(relid, queues[i].queue_id, &queues[i], &found);
@@ -469,7 +484,11 @@ ij_ensure_loaded(void)
 				continue;		/* created by create_queue meanwhile */
 			memcpy(e->count, &counts[i * IJ_NUM_COUNTS], sizeof(e->count));
 		}
-		/* the marker goes last: a failure above leaves nothing published */
+		/*
+		 * The marker goes last.  If anything above fails, the entries added
+		 * stay and the next loader keeps them: their counts are still exact,
+		 * as no change can be made before the marker exists.
+		 */
 		(void) ij_enter(relid, 0, NULL, &found);
 	}
 	LWLockRelease(ij_lock);
@@ -693,6 +712,10 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 	IjQueueState *e;
 	int			room;
 	TimestampTz now;
+	bool		own_settings = false;
+	bool		paused;
+	int32		concurrency;
+	ListCell   *lc;
 
 	adm->shared = false;
 	adm->granted = 0;
@@ -706,18 +729,45 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 	now = GetCurrentTimestamp();
 
 	p = ij_pending(queue->queue_id);
+
+	/*
+	 * Admit by the settings committed last (read under the spinlock, so that
+	 * none can change between the check and the reservation), or by this
+	 * transaction's own changes to them.
+	 */
+	paused = queue->paused;
+	concurrency = queue->concurrency;
+	foreach(lc, pending)
+	{
+		IjPending  *q = (IjPending *) lfirst(lc);
+
+		if (q->queue_id == queue->queue_id && q->relid == p->relid &&
+			q->has_settings)
+		{
+			own_settings = true;
+			paused = q->settings.paused;
+			concurrency = q->settings.concurrency;
+		}
+	}
+
 	LWLockAcquire(ij_lock, LW_SHARED);
 	e = ij_find(ij_job_relid(), queue->queue_id);
 	if (e != NULL)
 	{
 		SpinLockAcquire(&e->mutex);
-		room = queue->paused ? 0 :
-			queue->concurrency - (int) e->count[IJ_COUNT_ACTIVE] - e->reserved;
+		if (!own_settings)
+		{
+			paused = e->paused;
+			concurrency = e->concurrency;
+		}
+		room = paused ? 0 :
+			concurrency - (int) e->count[IJ_COUNT_ACTIVE] - e->reserved;
 		adm->granted = Max(0, Min(want, room));
 		e->reserved += adm->granted;
 		if (adm->granted == 0)
 		{
-			e->slot_waiters++;
+			if (e->slot_waiters < PG_INT32_MAX)
+				e->slot_waiters++;
 			adm->self_notify = e->slot_wakers > 0;
 		}
 		adm->promote = e->count[IJ_COUNT_DELAYED] > 0;
@@ -775,11 +825,17 @@ ij_admit_done(const IjQueue *queue, IjAdmission *adm, int used,
 		e->reserved -= unused;
 		if (wait)
 		{
-			e->job_waiters++;
+			if (e->job_waiters < PG_INT32_MAX)
+				e->job_waiters++;
 			adm->self_notify = e->job_wakers > 0 ||
 				e->job_wake_seq != adm->job_wake_seq;
 		}
-		if (e->cursor_version == adm->cursor_version &&
+		/*
+		 * The argument of doc/claim-cursor.md needs the claim's snapshot to
+		 * be taken after it read the cursor: not so in REPEATABLE READ.
+		 */
+		if (!IsolationUsesXactSnapshot() &&
+			e->cursor_version == adm->cursor_version &&
 			ij_pos_cmp(next, e->cursor) > 0)
 			e->cursor = next;
 		SpinLockRelease(&e->mutex);
@@ -904,6 +960,56 @@ ij_wake(int32 queue_id, const char *queue_name, IjWakeKind kind)
 }
 
 /*
+ * For the background worker: send NOTIFY for every queue of this database
+ * where a claim came back empty although jobs are waiting.  That happens
+ * when the jobs were locked by a transaction that then aborted (a claim,
+ * cancel, clear), or were invisible to a REPEATABLE READ claim: nobody
+ * else would wake the worker that waits for them.  Returns how many queues.
+ */
+int
+ij_wake_stranded(void)
+{
+	HASH_SEQ_STATUS scan;
+	IjQueueState *e;
+	Oid			relid;
+	List	   *ids = NIL;
+	List	   *names = NIL;
+	ListCell   *lc1;
+	ListCell   *lc2;
+
+	if (!ij_shmem_active())
+		return 0;
+	relid = ij_job_relid();
+	LWLockAcquire(ij_lock, LW_SHARED);
+	hash_seq_init(&scan, ij_queues);
+	while ((e = (IjQueueState *) hash_seq_search(&scan)) != NULL)
+	{
+		bool		stranded;
+
+		if (e->key.dbid != MyDatabaseId || e->key.relid != relid ||
+			e->key.queue_id == 0)
+			continue;
+		SpinLockAcquire(&e->mutex);
+		stranded = e->job_waiters > 0 && e->count[IJ_COUNT_WAITING] > 0 &&
+			!e->paused;
+		SpinLockRelease(&e->mutex);
+		if (stranded)
+		{
+			ids = lappend_int(ids, e->key.queue_id);
+			names = lappend(names, pstrdup(e->name));
+		}
+	}
+	LWLockRelease(ij_lock);
+
+	forboth(lc1, ids, lc2, names)
+	{
+		ij_pending(lfirst_int(lc1))->notified = true;
+		Async_Notify(IJ_CHANNEL, (char *) lfirst(lc2));
+	}
+	return list_length(ids);
+}
+
+/*
  * The counts of one queue from shared memory.  Returns false when they are
  * not kept there (no preload, a hot standby, an unknown queue).
  */
@@ -997,6 +1103,27 @@ ij_finish_pending(IjPending *p, bool commit)
 	LWLockRelease(ij_lock);
 }
 
+/* has this transaction changed anything that its end must apply or undo? */
+static bool
+ij_pending_matters(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending)
+	{
+		IjPending  *p = (IjPending *) lfirst(lc);
+
+		if (p->reserved != 0 || p->job_wakers != 0 || p->slot_wakers != 0 ||
+			p->notified || p->created || p->dropped || p->lowered ||
+			p->reset_on_abort || p->has_settings)
+			return true;
+		for (int c = 0; c < IJ_NUM_COUNTS; c++)
+			if (p->delta[c] != 0)
+				return true;
+	}
+	return false;
+}
+
 static void
 ij_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
@@ -1016,6 +1143,11 @@ ij_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
+			if (!ij_pending_matters())
+			{
+				pending = NIL;
+				break;
+			}
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("cannot PREPARE a transaction that has changed immich_jobs jobs")));

@@ -85,6 +85,14 @@ ij_bulk_begin(Oid relid)
 	IjBulk	   *bulk = (IjBulk *) palloc0(sizeof(IjBulk));
 	RangeTblEntry *rte;
 
+	/*
+	 * The executor expects the caller to hold the range table's locks (the
+	 * parser takes them for a query): lock the table until the end of the
+	 * transaction, as an INSERT or a COPY does.  Its indexes cannot go away
+	 * while we hold it.
+	 */
+	LockRelationOid(relid, RowExclusiveLock);
+
 	bulk->estate = CreateExecutorState();
 
 	/* a range table of one entry, as ExecConstraints reports errors by it */
@@ -94,7 +102,14 @@ ij_bulk_begin(Oid relid)
 	rte->relkind = RELKIND_RELATION;
 	rte->rellockmode = RowExclusiveLock;
 #if PG_VERSION_NUM >= 160000
-	ExecInitRangeTable(bulk->estate, list_make1(rte), NIL);
+	{
+		RTEPermissionInfo *perminfo = makeNode(RTEPermissionInfo);
+
+		perminfo->relid = relid;
+		perminfo->requiredPerms = ACL_INSERT;
+		rte->perminfoindex = 1;
+		ExecInitRangeTable(bulk->estate, list_make1(rte), list_make1(perminfo));
+	}
 #else
 	ExecInitRangeTable(bulk->estate, list_make1(rte));
 #endif
@@ -167,7 +182,10 @@ ij_bulk_add(IjBulk *bulk, int32 queue_id, char state, int32 priority,
 	return job_id;
 }
 
-/* write the batched rows and their index entries */
+/*
+ * Write the batched rows and their index entries.  The caller runs it in a
+ * memory context it resets afterwards: table_multi_insert allocates there.
+ */
 void
 ij_bulk_flush(IjBulk *bulk)
 {
@@ -201,9 +219,8 @@ ij_bulk_end(IjBulk *bulk)
 {
 	ij_bulk_flush(bulk);
 	FreeBulkInsertState(bulk->bistate);
-	/* this closes the indexes too */
 	ExecResetTupleTable(bulk->estate->es_tupleTable, false);
-	ExecCloseResultRelations(bulk->estate);
+	ExecCloseResultRelations(bulk->estate);	/* and its indexes */
 	ExecCloseRangeTableRelations(bulk->estate);
 	FreeExecutorState(bulk->estate);
 	pfree(bulk);

@@ -76,11 +76,43 @@ ij_check_length(const char *what, const char *value, int len, int max,
 				 errdetail("\"%s\" must have 1 to %d bytes.",
 						   strcmp(what, "job name") == 0 ? "name" : "dedup_key",
 						   max)));
+	if (strcmp(what, "job name") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid job name \"%.*s\"",
+						pg_mbcliplen(value, len, 64), value),
+				 errdetail("A job name has 1 to %d bytes.", max)));
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid %s \"%.*s\"", what,
+			 errmsg("invalid dedup key \"%.*s\"",
 					pg_mbcliplen(value, len, 64), value),
-			 errdetail("A %s has 1 to %d bytes.", what, max)));
+			 errdetail("A dedup key has 1 to %d bytes.", max)));
+}
+
+/*
+ * Find the queue to enqueue into, and hold its share lock to the end of
+ * the transaction, so that a drop_queue cannot delete the queue under jobs
+ * we are adding.  Looked up again after the lock: a drop may have
+ * committed while we waited.
+ */
+static void
+ij_open_queue_for_enqueue(const char *name, IjQueue *queue)
+{
+	IjQueue		again;
+
+	if (!ij_shared_queue(name, queue))
+	{
+		ij_ensure_loaded();
+		ij_get_queue(name, queue, IJ_READ);
+	}
+	ij_lock_queue(queue->queue_id, AccessShareLock);
+	if (!ij_shared_queue(name, &again) &&
+		!ij_lookup_queue(name, &again, IJ_READ_LATEST))
+		again.queue_id = 0;
+	if (again.queue_id != queue->queue_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue \"%s\" does not exist", name)));
 }
 
 /* the job's state from its run_at: delayed if in the future */
@@ -132,12 +164,20 @@ ij_insert_job(const IjQueue *queue, IjNewJob *job, bool *added)
 	find[1] = values[7];
 	for (int try = 0; try < IJ_DEDUP_TRIES; try++)
 	{
+		/* free every result, empty ones too: this may run 100,000 times */
 		if (ij_execute(IJ_PLAN_JOB_INSERT_DEDUP, values, NULL, 1) == 1)
 			*added = true;
-		else if (ij_execute(IJ_PLAN_JOB_FIND_DEDUP, find, NULL, 1) == 1)
-			*added = false;
 		else
-			continue;
+		{
+			SPI_freetuptable(SPI_tuptable);
+			if (ij_execute(IJ_PLAN_JOB_FIND_DEDUP, find, NULL, 1) == 1)
+				*added = false;
+			else
+			{
+				SPI_freetuptable(SPI_tuptable);
+				continue;
+			}
+		}
 		job_id = ij_result_int64(0, 1);
 		SPI_freetuptable(SPI_tuptable);
 		return job_id;
@@ -186,11 +226,7 @@ ij_enqueue(PG_FUNCTION_ARGS)
 						   IJ_ATTEMPTS_MAX);
 
 	SPI_connect();
-	if (!ij_shared_queue(queue_name, &queue))
-	{
-		ij_ensure_loaded();
-		ij_get_queue(queue_name, &queue, IJ_READ);
-	}
+	ij_open_queue_for_enqueue(queue_name, &queue);
 	job.max_attempts = PG_ARGISNULL(6) ? queue.max_attempts : PG_GETARG_INT32(6);
 	job_id = ij_insert_job(&queue, &job, &added);
 	if (added)
@@ -372,7 +408,10 @@ ij_read_element(int index, JsonbValue *elem, const IjQueue *queue,
 static void
 ij_flush_batch(const IjQueue *queue, IjBatch *b)
 {
+	MemoryContext oldcxt = MemoryContextSwitchTo(b->cxt);
+
 	ij_bulk_flush(b->bulk);
+	MemoryContextSwitchTo(oldcxt);
 	ij_count_move(queue->queue_id, '\0', IJ_WAITING, b->waiting);
 	ij_count_move(queue->queue_id, '\0', IJ_DELAYED, b->delayed);
 	if (b->waiting > 0)
@@ -435,11 +474,7 @@ ij_enqueue_many(PG_FUNCTION_ARGS)
 						   JB_ROOT_IS_OBJECT(jobs) ? "an object" : "a scalar")));
 
 	SPI_connect();
-	if (!ij_shared_queue(queue_name, &queue))
-	{
-		ij_ensure_loaded();
-		ij_get_queue(queue_name, &queue, IJ_READ);
-	}
+	ij_open_queue_for_enqueue(queue_name, &queue);
 
 	b = (IjBatch *) palloc0(sizeof(IjBatch));
 	b->cxt = AllocSetContextCreate(CurrentMemoryContext,

@@ -11,6 +11,7 @@
 #define IMMICH_JOBS_H
 
 #include "executor/spi.h"
+#include "storage/lockdefs.h"
 #include "storage/lwlock.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -111,6 +112,7 @@ extern void ij_locks_waiting(int32 queue_id);
 extern const IjPos ij_pos_start;
 extern void ij_wake(int32 queue_id, const char *queue_name, IjWakeKind kind);
 extern bool ij_shared_counts(int32 queue_id, int64 *counts);
+extern int	ij_wake_stranded(void);
 
 /* queue.c */
 extern void ij_check_queue_name(const char *name);
@@ -132,6 +134,7 @@ typedef enum IjRead
 extern bool ij_lookup_queue(const char *name, IjQueue *queue, IjRead how);
 extern void ij_get_queue(const char *name, IjQueue *queue, IjRead how);
 extern char *ij_queue_name_by_id(int32 queue_id);
+extern void ij_lock_queue(int32 queue_id, LOCKMODE mode);
 extern void ij_result_queue(int row, int col, const char *name,
 							IjQueue *queue);
 

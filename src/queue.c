@@ -18,6 +18,7 @@
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "storage/lmgr.h"
 #include "utils/fmgrprotos.h"
 
 #include "immich_jobs.h"
@@ -174,6 +175,16 @@ ij_get_queue(const char *name, IjQueue *queue, IjRead how)
 				 errmsg("queue \"%s\" does not exist", name)));
 }
 
+/*
+ * Lock a queue (a lock on an object of our own, not on its row): enqueues
+ * hold it shared, drop_queue exclusively.
+ */
+void
+ij_lock_queue(int32 queue_id, LOCKMODE mode)
+{
+	LockDatabaseObject(ij_job_relid(), (Oid) queue_id, 0, mode);
+}
+
 /* a queue's name, or NULL if it is gone; used where only the id is known */
 char *
 ij_queue_name_by_id(int32 queue_id)
@@ -270,6 +281,8 @@ ij_alter(FunctionCallInfo fcinfo, const char *name, Datum concurrency,
 	}
 
 	SPI_connect();
+	/* the new settings go to shared memory at commit: it must have the queue */
+	ij_ensure_loaded();
 	if (ij_execute(IJ_PLAN_QUEUE_ALTER, values, nulls, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -277,7 +290,11 @@ ij_alter(FunctionCallInfo fcinfo, const char *name, Datum concurrency,
 	ij_result_queue(0, 1, name, &queue);
 	ij_queue_settings_changed(&queue);
 	if (!concurrency_null)
+	{
+		/* counted as freeing slots, and a notification whatever the waiters */
+		ij_wake(queue.queue_id, name, IJ_WAKE_SLOTS);
 		Async_Notify(IJ_CHANNEL, name);
+	}
 	SPI_finish();
 }
 
@@ -331,6 +348,7 @@ ij_set_paused(const char *name, bool paused)
 	values[0] = CStringGetTextDatum(name);
 	values[1] = BoolGetDatum(paused);
 	SPI_connect();
+	ij_ensure_loaded();
 	if (ij_execute(IJ_PLAN_QUEUE_PAUSE, values, NULL, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -338,7 +356,10 @@ ij_set_paused(const char *name, bool paused)
 	ij_result_queue(0, 1, name, &queue);
 	ij_queue_settings_changed(&queue);
 	if (!paused)
+	{
+		ij_wake(queue.queue_id, name, IJ_WAKE_SLOTS);
 		Async_Notify(IJ_CHANNEL, name);
+	}
 	SPI_finish();
 }
 
@@ -404,6 +425,8 @@ ij_drop_queue(PG_FUNCTION_ARGS)
 	SPI_connect();
 	ij_ensure_loaded();
 	ij_get_queue(name, &queue, IJ_READ_LOCK);
+	/* wait for enqueues in flight, and keep new ones out */
+	ij_lock_queue(queue.queue_id, AccessExclusiveLock);
 	values[0] = Int32GetDatum(queue.queue_id);
 	ij_locks_waiting(queue.queue_id);
 
@@ -528,6 +551,9 @@ ij_cancel(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	ij_ensure_loaded();
+	/* we are about to lock a job that may be waiting: say so first */
+	if (ij_execute(IJ_PLAN_JOB_LOOKUP, values, NULL, 1) == 1)
+		ij_locks_waiting(ij_result_int32(0, 1));
 	if (ij_execute(IJ_PLAN_CANCEL, values, NULL, 1) == 1)
 	{
 		int32		queue_id = ij_result_int32(0, 1);
@@ -535,7 +561,6 @@ ij_cancel(PG_FUNCTION_ARGS)
 		char		old = DatumGetChar(ij_result(0, 2, &isnull));
 
 		ij_count_move(queue_id, old, IJ_CANCELLED, 1);
-		ij_locks_waiting(queue_id);
 		if (old == IJ_ACTIVE)
 			ij_wake(queue_id, NULL, IJ_WAKE_SLOTS);
 		cancelled = true;

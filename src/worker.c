@@ -67,6 +67,7 @@
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -86,6 +87,9 @@ PGDLLEXPORT void ij_reaper_main(Datum main_arg);
 
 /* a database without the extension is looked at again after this many rounds */
 #define IJ_ABSENT_ROUNDS	3
+
+/* a reaper that failed is started again after this long at least */
+#define IJ_RETRY_MS			5000
 
 typedef struct IjWorkerSlot
 {
@@ -197,13 +201,18 @@ ij_sigterm(SIGNAL_ARGS)
 		SignalHandlerForShutdownRequest(postgres_signal_arg);
 }
 
-/* after a wait: leave on SIGTERM, reload on SIGHUP */
+/*
+ * After a wait: leave on SIGTERM, reload on SIGHUP.  The launcher leaves
+ * with exit code 1, so that the postmaster starts it again (unless it is
+ * shutting down): a pg_terminate_backend() must not stop reclaiming for
+ * good.  A reaper leaves with 0; the launcher starts reapers.
+ */
 static void
-ij_worker_interrupts(void)
+ij_worker_interrupts(int exit_code)
 {
 	CHECK_FOR_INTERRUPTS();
 	if (ShutdownRequestPending)
-		proc_exit(0);
+		proc_exit(exit_code);
 	if (ConfigReloadPending)
 	{
 		ConfigReloadPending = false;
@@ -235,6 +244,9 @@ ij_served_databases(void)
 		MemoryContext oldcxt;
 
 		if (!db->datallowconn || db->datistemplate ||
+#ifdef DATCONNLIMIT_INVALID_DB
+			database_is_invalid_form(db) ||
+#endif
 			!ij_serves_database(NameStr(db->datname)))
 			continue;
 		oldcxt = MemoryContextSwitchTo(cxt);
@@ -313,12 +325,12 @@ ij_launcher_round(void)
 				absent = slot->absent;
 			LWLockRelease(ij_workers->lock);
 
-			/* no extension: look again later; an error: after one round */
+			/* no extension: look again a few rounds later; an error: later */
 			pfree(r->handle);
 			r->handle = NULL;
-			r->next_start = TimestampTzPlusMilliseconds(now,
-														(absent ? IJ_ABSENT_ROUNDS : 1) *
-														ij_reaper_interval);
+			r->next_start = TimestampTzPlusMilliseconds(now, absent ?
+														IJ_ABSENT_ROUNDS * ij_reaper_interval :
+														Max(ij_reaper_interval, IJ_RETRY_MS));
 		}
 		else if (!list_member_oid(dbs, r->dboid))
 			TerminateBackgroundWorker(r->handle);
@@ -346,9 +358,13 @@ ij_launcher_round(void)
 		if (r->handle != NULL || r->next_start > now)
 			continue;
 
+		/*
+		 * A reaper may run that this launcher did not start (it started
+		 * before this launcher was restarted): then there is nothing to do.
+		 */
 		LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
 		slot = ij_worker_slot(dboid, true);
-		paused = slot == NULL || slot->paused_until > now;
+		paused = slot == NULL || slot->paused_until > now || slot->pid != 0;
 		if (slot != NULL && !paused)
 			slot->absent = false;
 		LWLockRelease(ij_workers->lock);
@@ -399,7 +415,7 @@ ij_launcher_main(Datum main_arg pg_attribute_unused())
 						 Max(ij_reaper_interval, 100),
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
-		ij_worker_interrupts();
+		ij_worker_interrupts(1);
 	}
 }
 
@@ -408,6 +424,7 @@ ij_launcher_main(Datum main_arg pg_attribute_unused())
  */
 
 static Oid	reaper_dboid = InvalidOid;
+static char reaper_dbname[NAMEDATALEN];
 
 static void
 ij_reaper_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
@@ -431,7 +448,6 @@ ij_reaper_round(void)
 	Oid			extoid;
 	bool		installed = false;
 	int			reclaimed = 0;
-	char	   *dbname = NULL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -449,10 +465,10 @@ ij_reaper_round(void)
 
 	if (installed)
 	{
-		dbname = get_database_name(MyDatabaseId);
 		ij_ensure_loaded();
 		reclaimed = ij_reap_expired();
 		(void) ij_promote_all_due();
+		(void) ij_wake_stranded();
 		ij_fold_completed_log();
 		if (ij_finished_retention >= 0)
 			(void) ij_prune_finished(ij_finished_retention);
@@ -468,7 +484,7 @@ ij_reaper_round(void)
 		ereport(LOG,
 				(errmsg_plural("immich_jobs reclaimed %d expired lease in database \"%s\"",
 							   "immich_jobs reclaimed %d expired leases in database \"%s\"",
-							   reclaimed, reclaimed, dbname)));
+							   reclaimed, reclaimed, reaper_dbname)));
 	return installed;
 }
 
@@ -486,7 +502,8 @@ ij_reaper_main(Datum main_arg)
 	/* publish our pid before connecting, unless DDL wants us away */
 	LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
 	slot = ij_worker_slot(reaper_dboid, false);
-	paused = slot == NULL || slot->paused_until > GetCurrentTimestamp();
+	paused = slot == NULL || slot->paused_until > GetCurrentTimestamp() ||
+		slot->pid != 0;			/* one reaper per database */
 	if (!paused)
 		slot->pid = MyProcPid;
 	LWLockRelease(ij_workers->lock);
@@ -499,6 +516,10 @@ ij_reaper_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(reaper_dboid, InvalidOid, 0);
 	in_round = false;
 	pgstat_report_appname("immich_jobs reaper");
+
+	StartTransactionCommand();
+	strlcpy(reaper_dbname, get_database_name(reaper_dboid), NAMEDATALEN);
+	CommitTransactionCommand();
 
 	for (;;)
 	{
@@ -522,7 +543,11 @@ ij_reaper_main(Datum main_arg)
 						 ij_reaper_interval,
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
-		ij_worker_interrupts();
+		ij_worker_interrupts(0);
+
+		/* a reload may have taken this database out of immich_jobs.databases */
+		if (!ij_serves_database(reaper_dbname))
+			proc_exit(0);
 	}
 }
 
@@ -631,6 +656,16 @@ ij_ddl_database(Node *parsetree)
 	return dbname != NULL ? get_database_oid(dbname, true) : InvalidOid;
 }
 
+static bool
+ij_owns_database(Oid dboid)
+{
+#if PG_VERSION_NUM >= 160000
+	return object_ownercheck(DatabaseRelationId, dboid, GetUserId());
+#else
+	return pg_database_ownercheck(dboid, GetUserId());
+#endif
+}
+
 static void
 ij_utility_hook(PlannedStmt *pstmt, const char *queryString,
 				bool readOnlyTree, ProcessUtilityContext context,
@@ -639,12 +674,20 @@ ij_utility_hook(PlannedStmt *pstmt, const char *queryString,
 {
 	Oid			dboid = ij_ddl_database(pstmt->utilityStmt);
 
-	if (OidIsValid(dboid) && ij_workers != NULL)
-		ij_stop_reaper(dboid,
-					   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-												   IJ_PAUSE_MAX_MS));
+	/*
+	 * Only for those allowed to run the command on that database (they own
+	 * it), so that nobody else can keep its reaper away by trying.
+	 */
+	if (OidIsValid(dboid) &&
+		(ij_workers == NULL || !ij_owns_database(dboid)))
+		dboid = InvalidOid;
+
 	PG_TRY();
 	{
+		if (OidIsValid(dboid))
+			ij_stop_reaper(dboid,
+						   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   IJ_PAUSE_MAX_MS));
 		if (prev_utility_hook)
 			prev_utility_hook(pstmt, queryString, readOnlyTree, context,
 							  params, queryEnv, dest, qc);
@@ -654,7 +697,7 @@ ij_utility_hook(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_FINALLY();
 	{
-		if (OidIsValid(dboid) && ij_workers != NULL)
+		if (OidIsValid(dboid))
 			ij_resume_reaper(dboid);
 	}
 	PG_END_TRY();
