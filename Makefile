@@ -16,11 +16,11 @@ DATA = sql/immich_jobs--1.0.sql
 PGFILEDESC = "immich_jobs - durable job queue for Immich"
 
 # pg_regress tests: sql/<name>.sql, expected/<name>.out
-REGRESS = install queues enqueue enqueue_many lease admin errors search_path
+REGRESS = install queues enqueue enqueue_many enqueue_many_bulk lease admin errors search_path
 REGRESS_OPTS = --inputdir=.
 
 # isolation tests: test/isolation/specs/<name>.spec, .../expected/<name>.out
-ISOLATION = claim-race admission complete-reap cancel-complete pause-claim dedup-race wakeup heartbeat-release
+ISOLATION = claim-race admission complete-reap cancel-complete pause-claim dedup-race wakeup heartbeat-release bulk-reindex rr-claim-cursor recreate-rollback enqueue-drop
 ISOLATION_OPTS = --inputdir=test/isolation
 
 # TAP tests (PostgreSQL::Test::Cluster): test/t/*.pl
