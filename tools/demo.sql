@@ -59,6 +59,27 @@ SELECT count(*) AS claimed FROM immich_jobs.claim('videoConversion', 'worker-1')
 SELECT immich_jobs.resume_queue('videoConversion');
 SELECT count(*) AS claimed FROM immich_jobs.claim('videoConversion', 'worker-1');
 
+\echo '== a face-detection worker takes a job and dies (OOM kill): nobody calls anything'
+SELECT immich_jobs.create_queue('faceDetection', concurrency => 2,
+                                lease_timeout => '1 second');
+SELECT immich_jobs.enqueue('faceDetection', 'face-detection', '{"assetId": "f1"}') AS job_id;
+SELECT job_id, attempt FROM immich_jobs.claim('faceDetection', 'worker-that-dies');
+-- wait (at most 10 s) until the background worker has reclaimed the lease
+DO $$
+BEGIN
+    FOR i IN 1..100 LOOP
+        EXIT WHEN EXISTS (SELECT FROM immich_jobs.jobs
+                           WHERE queue_name = 'faceDetection' AND state = 'waiting');
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
+\echo '== the reaper put it back, counting the attempt; another worker takes it'
+SELECT job_id, state, attempt, last_error FROM immich_jobs.jobs
+ WHERE queue_name = 'faceDetection';
+SELECT job_id, attempt FROM immich_jobs.claim('faceDetection', 'worker-2');
+SELECT backend_type, datname, state FROM pg_stat_activity
+ WHERE backend_type LIKE 'immich_jobs%' ORDER BY backend_type;
+
 \echo '== Immich''s admin page: one row per queue'
 SELECT * FROM immich_jobs.queue_counts ORDER BY queue_name;
 
