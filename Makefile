@@ -72,7 +72,16 @@ test:
 
 # The benchmark of issue 3 (a tool, not a test): builds, installs (as root),
 # measures on a throwaway server and writes bench/results/latest.{md,json}.
-# make bench QUICK=1 is the short run.
-.PHONY: bench
+# make bench QUICK=1 is the short run.  It ends with bench-app.
+.PHONY: bench bench-app
 bench: all
 	QUICK="$(QUICK)" PG_CONFIG="$(PG_CONFIG)" $(srcdir)/test/bench/run
+	QUICK="$(QUICK)" PG_CONFIG="$(PG_CONFIG)" $(srcdir)/test/bench/app/run
+
+# The application-shaped benchmark: immich_jobs through its Node client
+# against a hand-written SQL queue and BullMQ on Redis, with a worker shaped
+# like Immich's; writes bench/results/app-latest.{md,json}.  As root (it
+# installs redis-server, npm packages and the extension, and runs PostgreSQL
+# as postgres).  make bench-app QUICK=1 is the short run.
+bench-app: all
+	QUICK="$(QUICK)" PG_CONFIG="$(PG_CONFIG)" $(srcdir)/test/bench/app/run
