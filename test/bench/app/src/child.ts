@@ -28,7 +28,7 @@ export type ChildMessage =
 	| { type: 'progress'; ended: number; distinct: number; errors: number }
 	| { type: 'milestone'; at: number }
 	| { type: 'all-seen'; at: number }
-	| { type: 'report'; ended: number; distinct: number; errors: string[];
+	| { type: 'report'; ended: number; distinct: number; errorCount: number; errors: string[];
 		executions: Array<[number, number, number]> };
 
 const wall = (): number => performance.timeOrigin + performance.now();
@@ -57,8 +57,8 @@ async function main(): Promise<void> {
 		if (m.type !== 'stop') return;
 		clearInterval(progress);
 		void worker.close().then(async () => {
-			send({ type: 'report', ended, distinct, errors: sys.errors.slice(0, 20).concat(
-				sys.errors.length > 20 ? [`... ${sys.errors.length - 20} more`] : []), executions });
+			send({ type: 'report', ended, distinct, errorCount: sys.errors.length,
+				errors: sys.errors.slice(0, 10), executions });
 			await sys.close();
 			process.disconnect();
 		});

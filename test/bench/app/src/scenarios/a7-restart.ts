@@ -8,7 +8,7 @@ import { ChildWorker } from '../child-worker.js';
 import { log } from '../log.js';
 import { restartImmediate } from '../server.js';
 import { left } from '../systems/system.js';
-import type { Remaining } from '../systems/system.js';
+import type { Remaining, SystemName } from '../systems/system.js';
 import { sleep } from '../tracker.js';
 import type { Context } from './common.js';
 import { fill, withDeadline } from './common.js';
@@ -30,16 +30,16 @@ export interface A7Result {
 const REAPER_INTERVAL_MS = 1000;   // immich_jobs.reaper_interval, the default
 const wall = (): number => performance.timeOrigin + performance.now();
 
-export async function a7(ctx: Context): Promise<A7Result> {
+export async function a7(ctx: Context, name: SystemName = 'immich_jobs'): Promise<A7Result> {
 	const { cfg } = ctx;
 	const n = cfg.a7Jobs;
 	const queue = 'a7';
-	const sys = await ctx.open('immich_jobs');
+	const sys = await ctx.open(name);
 	await sys.createQueue(queue, { concurrency: cfg.concurrency, leaseTimeoutMs: cfg.a7LeaseTimeoutMs });
 	await fill(sys, queue, n, (i) => ({ i }));
 	await ctx.settle();
 	const t0 = wall();
-	const child = new ChildWorker({ system: 'immich_jobs', queue, concurrency: cfg.concurrency, total: n,
+	const child = new ChildWorker({ system: name, queue, concurrency: cfg.concurrency, total: n,
 		milestone: Math.floor(n / 3), record: true, redisPort: ctx.redisPort, quick: cfg.quick });
 	try {
 		const allSeen = child.next('all-seen');
@@ -80,13 +80,13 @@ export async function a7(ctx: Context): Promise<A7Result> {
 		let twice = 0;
 		let never = 0;
 		for (const r of runs) (r === 0 ? never++ : r > 1 ? twice++ : 0);
-		for (const e of report.errors) log(`A7 worker error: ${e}`);
+		log(`A7: the worker reported ${report.errorCount} errors; the first: ${report.errors.join(' | ')}`);
 		return {
 			...base,
 			drain_again_seconds: Number.isFinite(firstAfter) ? (firstAfter - restarted) / 1000 : null,
 			ran_twice: twice,
 			never_ran: never,
-			worker_errors: report.errors.length,
+			worker_errors: report.errorCount,
 			exit: null,
 		};
 	} finally {
