@@ -3,7 +3,7 @@
 // same server.
 
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -28,7 +28,8 @@ export async function pgbenchUpdate(s: Server, seconds: number): Promise<Pgbench
 		'\\set aid random(1, 100000)\n' +
 		'UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n');
 	const { stdout } = await run(`${s.binDir}/pgbench`,
-		['-n', '-M', 'prepared', '-c', '1', '-T', String(seconds), '-f', script], { env: pgbenchEnv(s) });
+		['-n', '-M', 'prepared', '-c', '1', '-T', String(seconds), '-f', script], { env: pgbenchEnv(s) })
+		.finally(() => rm(script, { force: true }));
 	const tps = /^tps = ([0-9.]+) /m.exec(stdout);
 	const n = /^number of transactions actually processed: ([0-9]+)/m.exec(stdout);
 	if (!tps || !n) throw new Error(`pgbench printed no tps:\n${stdout}`);
