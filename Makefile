@@ -40,6 +40,9 @@ endif
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# every file includes the shared header (PGXS tracks no header dependencies)
+$(OBJS): src/immich_jobs.h
+
 # Every suite runs on throwaway servers that the suite starts itself, in
 # both modes: MODE=preload (shared_preload_libraries = 'immich_jobs') and
 # MODE=plain (loaded on demand).  "make install" first.
