@@ -10,10 +10,21 @@
  * would update (and so serialize on, and bloat under a held snapshot):
  *
  *	- Admission: may this claim lease n more jobs?  count[ACTIVE] is the number
- *	  of committed active jobs, reserved the number that claims in progress
- *	  have leased but not committed.  A claim reserves under the spinlock only
- *	  while count[ACTIVE] + reserved < concurrency, so the number of active
- *	  jobs never exceeds the limit, whichever way the claims commit.
+ *	  of committed active jobs, reserved what transactions in progress hold
+ *	  for the jobs they lease.  A claim reserves under the spinlock only while
+ *	  count[ACTIVE] + reserved <= concurrency afterwards, so the number of
+ *	  active jobs never exceeds the limit, whichever way the transactions end.
+ *
+ *	  A transaction that ends leases (complete, fail, release, cancel) and
+ *	  then claims in the same queue may reuse the slots it frees: what it
+ *	  reserves is the net number of jobs it makes active, max(0, leased -
+ *	  ended), not the number it leases.  If it commits, both its leases and
+ *	  its ends take effect at once; if it aborts, neither does; so the bound
+ *	  above holds for every outcome.  Its reservation never shrinks before
+ *	  the transaction ends (only what a claim did not use is given back at
+ *	  once), because a subtransaction that ended a lease may still abort and
+ *	  give that lease back.  Aborting a subtransaction gives back what its
+ *	  claims reserved: nothing done after it started is left to need it.
  *
  *	- Counts: count[] holds the number of jobs in each state, so queue_counts
  *	  costs one lookup per queue however many jobs there are.
@@ -38,7 +49,18 @@
  * before its first change: no change can be made, let alone committed,
  * between the snapshot a loader counts with and the moment the counts are
  * published.  Changes made to the tables other than through the extension's
- * functions are not seen until the next restart.
+ * functions are not seen until the next restart.  A read-only transaction
+ * (a hot standby's, among others) does not load: the loader must also move
+ * the lease tokens on (below), and until somebody loads, counts are counted.
+ *
+ * Lease tokens after a crash.  Transactions that only move leases may commit
+ * without waiting for the WAL flush (commit.c), so a crash may lose a claim
+ * after its worker got the token, and with it the lease_token_seq values
+ * handed out since the sequence last reached the disk.  The next claim of
+ * that job must not get the same token again, or the lost worker's late
+ * completion would end a lease that is not its own.  So the loader, which
+ * runs before anybody in the database can lease a job after a start, moves
+ * the sequence 2^32 values on and flushes that to disk before it publishes.
  *
  * Wake-ups.  A claim that comes back empty announces itself as a waiter;
  * a transaction that makes jobs runnable (or frees a slot) sends NOTIFY if
@@ -79,6 +101,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
@@ -106,7 +129,7 @@ typedef struct IjQueueState
 	slock_t		mutex;
 	char		name[IJ_QUEUE_NAME_MAX + 1];
 	int64		count[IJ_NUM_COUNTS];
-	int32		reserved;		/* leased by claims not yet committed */
+	int32		reserved;		/* held by transactions in progress */
 	int32		job_waiters;	/* claims that found no job since last NOTIFY */
 	int32		slot_waiters;	/* claims refused admission since last NOTIFY */
 	int32		job_wakers;		/* transactions in flight making jobs runnable */
@@ -422,6 +445,31 @@ ij_make_room(int n)
 	pfree(relids);
 }
 
+/* has a loader published this database's counters? */
+static bool
+ij_database_loaded(Oid relid)
+{
+	bool		loaded;
+
+	LWLockAcquire(ij_lock, LW_SHARED);
+	loaded = ij_find(relid, 0) != NULL;
+	LWLockRelease(ij_lock);
+	return loaded;
+}
+
+/* the OID of immich_jobs.lease_token_seq */
+static Oid
+ij_token_seq_relid(void)
+{
+	Oid			relid;
+
+	relid = get_relname_relid("lease_token_seq",
+							  get_namespace_oid(IJ_SCHEMA, false));
+	if (!OidIsValid(relid))
+		elog(ERROR, "sequence immich_jobs.lease_token_seq does not exist");
+	return relid;
+}
+
 /*
  * Make sure this database's counters are in shared memory, counting every
  * queue's jobs if they are not.  Must be called, inside SPI, before a
@@ -431,7 +479,7 @@ void
 ij_ensure_loaded(void)
 {
 	Oid			relid;
-	bool		loaded;
+	Oid			seqrelid;
 	int			nrows;
 	IjQueueState *e;
 	bool		found;
@@ -444,14 +492,29 @@ ij_ensure_loaded(void)
 	if (relid == loaded_relid)
 		return;
 
-	LWLockAcquire(ij_lock, LW_SHARED);
-	loaded = ij_find(relid, 0) != NULL;
-	LWLockRelease(ij_lock);
-	if (loaded)
+	if (ij_database_loaded(relid))
 	{
 		loaded_relid = relid;
 		return;
 	}
+	if (XactReadOnly)
+		return;
+
+	/*
+	 * One loader at a time moves the tokens on: they would take turns on
+	 * the sequence anyway.  The lock is let go as soon as the counts are
+	 * published, not held until the loader's transaction ends.
+	 */
+	seqrelid = ij_token_seq_relid();
+	LockRelationOid(seqrelid, ShareUpdateExclusiveLock);
+	if (ij_database_loaded(relid))
+	{
+		UnlockRelationOid(seqrelid, ShareUpdateExclusiveLock);
+		loaded_relid = relid;
+		return;
+	}
+	ij_execute(IJ_PLAN_SKIP_TOKENS, NULL, NULL, 0);
+	XLogFlush(XactLastRecEnd);
 
 	/* count, then publish unless somebody published first */
 	nrows = ij_execute(IJ_PLAN_COUNTS_ALL, NULL, NULL, 0);
@@ -492,6 +555,7 @@ ij_ensure_loaded(void)
 		(void) ij_enter(relid, 0, NULL, &found);
 	}
 	LWLockRelease(ij_lock);
+	UnlockRelationOid(seqrelid, ShareUpdateExclusiveLock);
 	loaded_relid = relid;
 }
 
@@ -699,6 +763,29 @@ ij_queue_dropped(int32 queue_id)
 }
 
 /*
+ * This transaction's share of a queue over all its (sub)transaction levels:
+ * its net change of the number of active jobs, and what it holds reserved.
+ */
+static void
+ij_own_share(Oid relid, int32 queue_id, int64 *delta, int64 *reserved)
+{
+	ListCell   *lc;
+
+	*delta = 0;
+	*reserved = 0;
+	foreach(lc, pending)
+	{
+		IjPending  *q = (IjPending *) lfirst(lc);
+
+		if (q->queue_id == queue_id && q->relid == relid)
+		{
+			*delta += q->delta[IJ_COUNT_ACTIVE];
+			*reserved += q->reserved;
+		}
+	}
+}
+
+/*
  * Ask for up to want slots of a queue.  Fills adm; adm->granted is 0 when
  * the queue is paused or full, and the caller is then counted as waiting
  * for a slot.  adm->shared is false when there is no shared state for the
@@ -710,7 +797,6 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 {
 	IjPending  *p;
 	IjQueueState *e;
-	int			room;
 	TimestampTz now;
 	bool		own_settings = false;
 	bool		paused;
@@ -719,6 +805,7 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 
 	adm->shared = false;
 	adm->granted = 0;
+	adm->raised = 0;
 	adm->promote = true;
 	adm->job_wake_seq = 0;
 	adm->self_notify = false;
@@ -729,6 +816,8 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 	now = GetCurrentTimestamp();
 
 	p = ij_pending(queue->queue_id);
+	ij_own_share(p->relid, queue->queue_id, &adm->own_delta,
+				 &adm->own_reserved);
 
 	/*
 	 * Admit by the settings committed last (read under the spinlock, so that
@@ -751,19 +840,34 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 	}
 
 	LWLockAcquire(ij_lock, LW_SHARED);
-	e = ij_find(ij_job_relid(), queue->queue_id);
+	e = ij_find(p->relid, queue->queue_id);
 	if (e != NULL)
 	{
+		int64		room;
+		int64		need;
+
 		SpinLockAcquire(&e->mutex);
 		if (!own_settings)
 		{
 			paused = e->paused;
 			concurrency = e->concurrency;
 		}
-		room = paused ? 0 :
-			concurrency - (int) e->count[IJ_COUNT_ACTIVE] - e->reserved;
-		adm->granted = Max(0, Min(want, room));
-		e->reserved += adm->granted;
+
+		/*
+		 * room: the slots left when every other transaction in progress gets
+		 * what it reserved; this transaction may make up to that many jobs
+		 * active, net of the leases it has ended (own_delta < 0) or leased
+		 * (own_delta > 0) so far.
+		 */
+		room = concurrency - e->count[IJ_COUNT_ACTIVE] -
+			(e->reserved - adm->own_reserved);
+		if (paused || room < 0)
+			adm->granted = 0;
+		else
+			adm->granted = (int) Max(0, Min(want, room - adm->own_delta));
+		need = Max(0, adm->own_delta + adm->granted);
+		adm->raised = (int) Max(0, need - adm->own_reserved);
+		e->reserved += adm->raised;
 		if (adm->granted == 0)
 		{
 			if (e->slot_waiters < PG_INT32_MAX)
@@ -785,18 +889,19 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 		adm->shared = true;
 	}
 	LWLockRelease(ij_lock);
-	p->reserved += adm->granted;
+	p->reserved += adm->raised;
 	/* a claim locks waiting jobs: if it aborts, others may have passed them */
 	if (adm->granted > 0)
 		p->reset_on_abort = true;
 }
 
 /*
- * A claim leased used of the adm->granted slots it reserved: give the rest
- * back now.  The used ones stay reserved until the claim commits (when they
- * become active) or aborts.  A claim that found no job becomes a waiter.
- * The cursor moves past the last job leased (to the end if none), unless
- * something lowered it since the claim read it.
+ * A claim leased used of the adm->granted slots it may lease: give back now
+ * what it reserved for the others.  What it keeps stays reserved until the
+ * transaction commits (when its jobs become active) or aborts.  A claim
+ * that found no job becomes a waiter.  The cursor moves past the last job
+ * leased (to the end if none), unless something lowered it since the claim
+ * read it.
  */
 void
 ij_admit_done(const IjQueue *queue, IjAdmission *adm, int used,
@@ -804,9 +909,10 @@ ij_admit_done(const IjQueue *queue, IjAdmission *adm, int used,
 {
 	IjPending  *p;
 	IjQueueState *e;
-	int			unused = adm->granted - used;
 	bool		wait = (used == 0 && adm->granted > 0);
 	IjPos		next = ij_pos_end;
+	int64		keep;
+	int			unused;
 
 	if (!adm->shared || adm->granted == 0)
 		return;
@@ -815,6 +921,9 @@ ij_admit_done(const IjQueue *queue, IjAdmission *adm, int used,
 		next.np = -(int64) last_priority;
 		next.id = last_job_id + 1;
 	}
+	/* the reservation this transaction needs now, beyond what it had */
+	keep = Max(adm->own_reserved, adm->own_delta + used) - adm->own_reserved;
+	unused = adm->raised - (int) Max(0, keep);
 
 	p = ij_pending(queue->queue_id);
 	LWLockAcquire(ij_lock, LW_SHARED);

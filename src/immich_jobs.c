@@ -7,8 +7,9 @@
  * with SKIP LOCKED and fenced by lease tokens (lease.c), per-queue
  * admission, counts and wake-ups in shared memory (admission.c), queues and
  * their administration (queue.c), enqueueing (enqueue.c, bulk.c), every
- * statement in one place (plans.c), the background workers that reclaim
- * expired leases (worker.c), and the settings (settings.c).
+ * statement in one place (plans.c), how lease-only transactions commit
+ * (commit.c), the background workers that reclaim expired leases
+ * (worker.c), and the settings (settings.c).
  *
  * Shared memory exists only when the library is preloaded; this file asks
  * for it and hands each part its share.
@@ -78,6 +79,7 @@ _PG_init(void)
 {
 	ij_define_settings();
 	ij_register_xact_callbacks();
+	ij_register_commit_callback();
 
 	if (process_shared_preload_libraries_in_progress)
 	{

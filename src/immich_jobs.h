@@ -73,7 +73,10 @@ typedef struct IjPos
 typedef struct IjAdmission
 {
 	bool		shared;			/* decided in shared memory */
-	int			granted;		/* slots reserved for this claim */
+	int			granted;		/* slots this claim may lease */
+	int			raised;			/* what it added to the queue's reservations */
+	int64		own_delta;		/* this transaction's net change of active jobs */
+	int64		own_reserved;	/* and its reservations, before the claim */
 	bool		promote;		/* the queue has delayed jobs */
 	uint64		job_wake_seq;	/* wake-up sequence seen before the scan */
 	bool		self_notify;	/* a waker raced with us: notify ourselves */
@@ -86,8 +89,14 @@ extern int	ij_max_queues;
 extern int	ij_reaper_interval;
 extern char *ij_databases;
 extern int	ij_finished_retention;
+extern bool ij_synchronous_lease_commit;
 extern void ij_define_settings(void);
 extern void ij_define_preload_settings(void);
+
+/* commit.c */
+extern void ij_lease_call_begin(void);
+extern void ij_lease_call_end(void);
+extern void ij_register_commit_callback(void);
 
 /* admission.c */
 extern Size ij_admission_shmem_size(void);
@@ -171,6 +180,7 @@ typedef enum IjPlanId
 	IJ_PLAN_RETRY_FAILED,
 	IJ_PLAN_JOB_LOOKUP,
 	IJ_PLAN_CANCEL,
+	IJ_PLAN_SKIP_TOKENS,
 	IJ_PLAN_LAST_JOB_ID,
 	IJ_NUM_PLANS
 } IjPlanId;

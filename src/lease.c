@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * lease.c
- *	  Leasing jobs and ending leases: claim, complete, complete_many, fail,
- *	  heartbeat, release and reap.
+ *	  Leasing jobs and ending leases: claim, complete, complete_many,
+ *	  complete_and_claim, fail, heartbeat, release and reap.
  *
  * Fencing: every statement that ends or extends a lease matches the job's
  * id and its current lease_token together, under the row lock its UPDATE or
@@ -20,6 +20,7 @@
 #include "commands/async.h"
 #include "fmgr.h"
 #include "access/htup_details.h"
+#include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -31,6 +32,7 @@
 PG_FUNCTION_INFO_V1(ij_claim);
 PG_FUNCTION_INFO_V1(ij_complete);
 PG_FUNCTION_INFO_V1(ij_complete_many);
+PG_FUNCTION_INFO_V1(ij_complete_and_claim);
 PG_FUNCTION_INFO_V1(ij_fail);
 PG_FUNCTION_INFO_V1(ij_heartbeat);
 PG_FUNCTION_INFO_V1(ij_release);
@@ -101,31 +103,38 @@ ij_promote_due(int32 queue_id, const char *queue_name)
 	return n;
 }
 
-/* claim(queue_name, worker_id, max_jobs) */
-Datum
-ij_claim(PG_FUNCTION_ARGS)
+/* the worker_id argument argno, checked */
+static text *
+ij_worker_id_arg(FunctionCallInfo fcinfo, int argno)
 {
-	char	   *queue_name = ij_queue_name_arg(fcinfo, 0);
 	text	   *worker_id;
-	int32		max_jobs;
-	Tuplestorestate *store;
+
+	ij_require_arg(fcinfo, argno, "worker_id");
+	worker_id = PG_GETARG_TEXT_PP(argno);
+	if (VARSIZE_ANY_EXHDR(worker_id) > IJ_KEY_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("worker_id must have at most %d bytes", IJ_KEY_MAX)));
+	return worker_id;
+}
+
+/*
+ * Lease up to max_jobs jobs of a queue to a worker, adding a row per job to
+ * the result set.  *connected says whether the caller is inside SPI; a
+ * claim that admission refuses in shared memory runs no statement at all,
+ * so this connects only when it must (and leaves it to the caller to
+ * finish).
+ */
+static void
+ij_claim_jobs(FunctionCallInfo fcinfo, const char *queue_name,
+			  text *worker_id, int max_jobs, bool *connected)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	IjQueue		queue;
 	IjAdmission adm;
 	int			used = 0;
 	int32		last_priority = 0;
 	int64		last_job_id = 0;
-	bool		connected = false;
-
-	ij_require_arg(fcinfo, 1, "worker_id");
-	ij_require_arg(fcinfo, 2, "max_jobs");
-	worker_id = PG_GETARG_TEXT_PP(1);
-	if (VARSIZE_ANY_EXHDR(worker_id) > IJ_KEY_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("worker_id must have at most %d bytes", IJ_KEY_MAX)));
-	max_jobs = PG_GETARG_INT32(2);
-	ij_check_int_range("max_jobs", max_jobs, 1, IJ_CONCURRENCY_MAX);
-	store = ij_init_srf(fcinfo);
 
 	/*
 	 * Admission follows the settings committed last, whatever the isolation
@@ -136,8 +145,9 @@ ij_claim(PG_FUNCTION_ARGS)
 	 */
 	if (!ij_shared_queue(queue_name, &queue))
 	{
-		SPI_connect();
-		connected = true;
+		if (!*connected)
+			SPI_connect();
+		*connected = true;
 		ij_ensure_loaded();
 		ij_get_queue(queue_name, &queue,
 					 ij_shmem_active() ? IJ_READ_LATEST : IJ_READ_LOCK);
@@ -146,11 +156,9 @@ ij_claim(PG_FUNCTION_ARGS)
 	if (!adm.shared)
 	{
 		/* no shared state for this queue: take turns on its row */
-		if (!connected)
-		{
+		if (!*connected)
 			SPI_connect();
-			connected = true;
-		}
+		*connected = true;
 		if (ij_shmem_active())
 			ij_get_queue(queue_name, &queue, IJ_READ_LOCK);
 		adm.granted = ij_admit_unshared(&queue, max_jobs);
@@ -159,13 +167,10 @@ ij_claim(PG_FUNCTION_ARGS)
 	if (adm.granted > 0)
 	{
 		Datum		values[6];
-		TupleDesc	tupdesc = ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc;
 
-		if (!connected)
-		{
+		if (!*connected)
 			SPI_connect();
-			connected = true;
-		}
+		*connected = true;
 
 		/* promoted jobs may sort before the cursor: scan from the head */
 		if (adm.promote && ij_promote_due(queue.queue_id, queue.name) > 0)
@@ -184,7 +189,8 @@ ij_claim(PG_FUNCTION_ARGS)
 
 			heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
 							  row, nulls);
-			tuplestore_putvalues(store, tupdesc, row, nulls);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+								 row, nulls);
 			last_job_id = DatumGetInt64(row[0]);
 			last_priority = DatumGetInt32(row[6]);
 		}
@@ -193,8 +199,26 @@ ij_claim(PG_FUNCTION_ARGS)
 	ij_admit_done(&queue, &adm, used, last_priority, last_job_id);
 	if (adm.self_notify)
 		Async_Notify(IJ_CHANNEL, queue.name);
+}
+
+/* claim(queue_name, worker_id, max_jobs) */
+Datum
+ij_claim(PG_FUNCTION_ARGS)
+{
+	char	   *queue_name = ij_queue_name_arg(fcinfo, 0);
+	text	   *worker_id = ij_worker_id_arg(fcinfo, 1);
+	bool		connected = false;
+
+	ij_require_arg(fcinfo, 2, "max_jobs");
+	ij_check_int_range("max_jobs", PG_GETARG_INT32(2), 1, IJ_CONCURRENCY_MAX);
+	ij_init_srf(fcinfo);
+
+	ij_lease_call_begin();
+	ij_claim_jobs(fcinfo, queue_name, worker_id, PG_GETARG_INT32(2),
+				  &connected);
 	if (connected)
 		SPI_finish();
+	ij_lease_call_end();
 	return (Datum) 0;
 }
 
@@ -223,6 +247,7 @@ ij_complete(PG_FUNCTION_ARGS)
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
 
+	ij_lease_call_begin();
 	SPI_connect();
 	ij_ensure_loaded();
 	if (ij_execute(IJ_PLAN_COMPLETE, values, NULL, 1) == 1)
@@ -231,7 +256,83 @@ ij_complete(PG_FUNCTION_ARGS)
 		done = true;
 	}
 	SPI_finish();
+	ij_lease_call_end();
 	PG_RETURN_BOOL(done);
+}
+
+/* the job_ids and lease_tokens arguments, starting at argno, checked */
+static void
+ij_lease_pairs_args(FunctionCallInfo fcinfo, int argno,
+					ArrayType **ids, ArrayType **tokens)
+{
+	ij_require_arg(fcinfo, argno, "job_ids");
+	ij_require_arg(fcinfo, argno + 1, "lease_tokens");
+	*ids = PG_GETARG_ARRAYTYPE_P(argno);
+	*tokens = PG_GETARG_ARRAYTYPE_P(argno + 1);
+	if (ARR_NDIM(*ids) > 1 || ARR_NDIM(*tokens) > 1 ||
+		ArrayGetNItems(ARR_NDIM(*ids), ARR_DIMS(*ids)) !=
+		ArrayGetNItems(ARR_NDIM(*tokens), ARR_DIMS(*tokens)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job_ids and lease_tokens must be one-dimensional arrays of the same length")));
+	if (array_contains_nulls(*ids) || array_contains_nulls(*tokens))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("job_ids and lease_tokens must not contain nulls")));
+}
+
+static int
+ij_cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Complete the jobs of the pairs (ids[i], tokens[i]) whose token is the
+ * job's current lease.  Returns how many; *done gets their ids, sorted.
+ * The caller is inside SPI.
+ */
+static int
+ij_complete_pairs(ArrayType *ids, ArrayType *tokens, int64 **done)
+{
+	Datum		values[2];
+	int			n;
+	int64	   *keys;
+
+	values[0] = PointerGetDatum(ids);
+	values[1] = PointerGetDatum(tokens);
+	n = ij_execute(IJ_PLAN_COMPLETE_MANY, values, NULL, 0);
+	*done = (int64 *) palloc(sizeof(int64) * Max(n, 1));
+	if (n == 0)
+		return 0;
+
+	/*
+	 * Update the counts once per queue: sort by queue, then job.  Read every
+	 * row first, as waking may run statements of its own.
+	 */
+	keys = (int64 *) palloc(sizeof(int64) * 2 * n);
+	for (int i = 0; i < n; i++)
+	{
+		(*done)[i] = ij_result_int64(i, 1);
+		keys[2 * i] = ij_result_int32(i, 2);
+		keys[2 * i + 1] = (*done)[i];
+	}
+	qsort(*done, n, sizeof(int64), ij_cmp_int64);
+	qsort(keys, n, 2 * sizeof(int64), ij_cmp_int64);
+	for (int i = 0; i < n;)
+	{
+		int			j = i;
+
+		while (j < n && keys[2 * j] == keys[2 * i])
+			j++;
+		ij_lease_ended((int32) keys[2 * i], 'c', j - i);
+		i = j;
+	}
+	pfree(keys);
+	return n;
 }
 
 /* complete_many(job_ids, lease_tokens) */
@@ -240,49 +341,82 @@ ij_complete_many(PG_FUNCTION_ARGS)
 {
 	ArrayType  *ids;
 	ArrayType  *tokens;
-	Datum		values[2];
-	int			nrows;
-	int64		total = 0;
+	int64	   *done;
+	int			n;
 
-	ij_require_arg(fcinfo, 0, "job_ids");
-	ij_require_arg(fcinfo, 1, "lease_tokens");
-	ids = PG_GETARG_ARRAYTYPE_P(0);
-	tokens = PG_GETARG_ARRAYTYPE_P(1);
-	if (ARR_NDIM(ids) > 1 || ARR_NDIM(tokens) > 1 ||
-		ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) !=
-		ArrayGetNItems(ARR_NDIM(tokens), ARR_DIMS(tokens)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("job_ids and lease_tokens must be one-dimensional arrays of the same length")));
-	if (array_contains_nulls(ids) || array_contains_nulls(tokens))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("job_ids and lease_tokens must not contain nulls")));
-	values[0] = PointerGetDatum(ids);
-	values[1] = PointerGetDatum(tokens);
+	ij_lease_pairs_args(fcinfo, 0, &ids, &tokens);
 
+	ij_lease_call_begin();
 	SPI_connect();
 	ij_ensure_loaded();
-	nrows = ij_execute(IJ_PLAN_COMPLETE_MANY, values, NULL, 0);
-	if (nrows > 0)
-	{
-		/* read the rows first: waking may run statements of its own */
-		int32	   *queue_ids = palloc(sizeof(int32) * nrows);
-		int32	   *counts = palloc(sizeof(int32) * nrows);
+	n = ij_complete_pairs(ids, tokens, &done);
+	SPI_finish();
+	ij_lease_call_end();
+	PG_RETURN_INT64(n);
+}
 
-		for (int i = 0; i < nrows; i++)
-		{
-			queue_ids[i] = ij_result_int32(i, 1);
-			counts[i] = ij_result_int32(i, 2);
-		}
-		for (int i = 0; i < nrows; i++)
-		{
-			ij_lease_ended(queue_ids[i], 'c', counts[i]);
-			total += counts[i];
-		}
+/*
+ * complete_and_claim(queue_name, worker_id, max_jobs, job_ids, lease_tokens)
+ *
+ * complete_many, then claim, in one call and one transaction.  The claim
+ * may reuse the slots the completions free in its queue (see admission.c).
+ * Returns the jobs leased, then a row per pair whose job was not completed
+ * (its token is not the job's current lease), with only job_id set.
+ */
+Datum
+ij_complete_and_claim(PG_FUNCTION_ARGS)
+{
+	char	   *queue_name = ij_queue_name_arg(fcinfo, 0);
+	text	   *worker_id = ij_worker_id_arg(fcinfo, 1);
+	int32		max_jobs;
+	ArrayType  *ids;
+	ArrayType  *tokens;
+	ReturnSetInfo *rsinfo;
+	int64	   *done;
+	int			ndone;
+	bool		connected = true;
+	Datum	   *id_values;
+	int			nids;
+
+	ij_require_arg(fcinfo, 2, "max_jobs");
+	max_jobs = PG_GETARG_INT32(2);
+	ij_check_int_range("max_jobs", max_jobs, 0, IJ_CONCURRENCY_MAX);
+	ij_lease_pairs_args(fcinfo, 3, &ids, &tokens);
+	ij_init_srf(fcinfo);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	ij_lease_call_begin();
+	SPI_connect();
+	ij_ensure_loaded();
+	ndone = ij_complete_pairs(ids, tokens, &done);
+	if (max_jobs > 0)
+		ij_claim_jobs(fcinfo, queue_name, worker_id, max_jobs, &connected);
+	else
+	{
+		IjQueue		queue;
+
+		/* an unknown queue is an error, also when nothing is claimed */
+		if (!ij_shared_queue(queue_name, &queue))
+			ij_get_queue(queue_name, &queue, IJ_READ);
 	}
 	SPI_finish();
-	PG_RETURN_INT64(total);
+
+	/* the pairs that completed nothing */
+	deconstruct_array(ids, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &id_values, NULL, &nids);
+	for (int i = 0; i < nids; i++)
+	{
+		int64		id = DatumGetInt64(id_values[i]);
+		Datum		row[6] = {0};
+		bool		nulls[6] = {false, true, true, true, true, true};
+
+		if (bsearch(&id, done, ndone, sizeof(int64), ij_cmp_int64) != NULL)
+			continue;
+		row[0] = Int64GetDatum(id);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
+	}
+	ij_lease_call_end();
+	return (Datum) 0;
 }
 
 /* fail(job_id, lease_token, error, retry_in) */
@@ -303,6 +437,7 @@ ij_fail(PG_FUNCTION_ARGS)
 		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
 	}
 
+	ij_lease_call_begin();
 	SPI_connect();
 	ij_ensure_loaded();
 	if (ij_execute(IJ_PLAN_FAIL, values, nulls, 1) == 1)
@@ -313,6 +448,7 @@ ij_fail(PG_FUNCTION_ARGS)
 		ij_lease_ended(ij_result_int32(0, 1), state, 1);
 	}
 	SPI_finish();
+	ij_lease_call_end();
 
 	if (state == '\0')
 		PG_RETURN_NULL();
@@ -337,6 +473,7 @@ ij_heartbeat(PG_FUNCTION_ARGS)
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 
+	ij_lease_call_begin();
 	SPI_connect();
 	found = ij_execute(IJ_PLAN_HEARTBEAT, values, nulls, 1) == 1;
 	if (found)
@@ -346,6 +483,7 @@ ij_heartbeat(PG_FUNCTION_ARGS)
 		expires = DatumGetTimestampTz(ij_result(0, 1, &isnull));
 	}
 	SPI_finish();
+	ij_lease_call_end();
 
 	if (!found)
 		PG_RETURN_NULL();
@@ -367,6 +505,7 @@ ij_release(PG_FUNCTION_ARGS)
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 
+	ij_lease_call_begin();
 	SPI_connect();
 	ij_ensure_loaded();
 	found = ij_execute(IJ_PLAN_RELEASE, values, nulls, 1) == 1;
@@ -378,6 +517,7 @@ ij_release(PG_FUNCTION_ARGS)
 					   DatumGetChar(ij_result(0, 2, &isnull)), 1);
 	}
 	SPI_finish();
+	ij_lease_call_end();
 	PG_RETURN_BOOL(found);
 }
 
@@ -386,15 +526,6 @@ ij_cmp_int32(const void *a, const void *b)
 {
 	int32		x = *(const int32 *) a;
 	int32		y = *(const int32 *) b;
-
-	return (x > y) - (x < y);
-}
-
-static int
-ij_cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
 
 	return (x > y) - (x < y);
 }

@@ -257,17 +257,20 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		2, {INT8OID, INT8OID}
 	},
 	[IJ_PLAN_COMPLETE_MANY] = {
-		/* the = ANY keeps the jobs found by their primary key */
+		/*
+		 * One row per job completed: its id and queue.  The = ANY keeps the
+		 * jobs found by their primary key.
+		 */
 		"WITH d AS (DELETE FROM immich_jobs.job j"
 		"            USING ROWS FROM (pg_catalog.unnest($1),"
 		"                             pg_catalog.unnest($2)) AS t(id, tok)"
 		"            WHERE j.job_id" EQ "ANY ($1)"
 		"              AND j.job_id" EQ "t.id AND j.lease_token" EQ "t.tok"
-		"           RETURNING j.queue_id),"
-		"     g AS (SELECT queue_id, pg_catalog.count(*)::pg_catalog.int4 AS n"
+		"           RETURNING j.job_id, j.queue_id),"
+		"     l AS (INSERT INTO immich_jobs.completed_log (queue_id, n)"
+		"           SELECT queue_id, pg_catalog.count(*)::pg_catalog.int4"
 		"             FROM d GROUP BY queue_id)"
-		"INSERT INTO immich_jobs.completed_log (queue_id, n)"
-		"SELECT queue_id, n FROM g RETURNING queue_id, n",
+		"SELECT job_id, queue_id FROM d",
 		2, {INT8ARRAYOID, INT8ARRAYOID}
 	},
 	[IJ_PLAN_FAIL] = {
@@ -369,6 +372,13 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"   AND o.state" EQ "ANY ('{w,d,a}'::pg_catalog.\"char\"[])"
 		" RETURNING j.queue_id, o.state",
 		1, {INT8OID}
+	},
+	[IJ_PLAN_SKIP_TOKENS] = {
+		/* see "Lease tokens after a crash" in admission.c */
+		"SELECT pg_catalog.setval('immich_jobs.lease_token_seq'::pg_catalog.regclass,"
+		"       pg_catalog.nextval('immich_jobs.lease_token_seq'::pg_catalog.regclass)"
+		PLUS "4294967296)",
+		0, {InvalidOid}
 	},
 	[IJ_PLAN_LAST_JOB_ID] = {
 		"SELECT CASE WHEN is_called THEN last_value ELSE 0 END"

@@ -27,6 +27,9 @@ char	   *ij_databases = NULL;
 /* immich_jobs.finished_retention: seconds failed/cancelled jobs are kept */
 int			ij_finished_retention = 7 * 24 * 3600;
 
+/* immich_jobs.synchronous_lease_commit: see commit.c */
+bool		ij_synchronous_lease_commit = true;
+
 /*
  * immich_jobs.databases is "*" (every database that has the extension), a
  * comma-separated list of database names (quoted where needed, as in
@@ -125,6 +128,20 @@ ij_define_settings(void)
 							NULL,
 							NULL,
 							NULL);
+
+	DefineCustomBoolVariable("immich_jobs.synchronous_lease_commit",
+							 "Whether transactions that only lease jobs and end leases wait for the WAL flush at commit.",
+							 "Off: a transaction whose only writes were made by claim, complete, complete_many, "
+							 "complete_and_claim, fail, heartbeat and release commits as with synchronous_commit = off. "
+							 "A crash may then lose its last changes: their jobs run again. "
+							 "Needs the library in shared_preload_libraries.",
+							 &ij_synchronous_lease_commit,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL,
+							 NULL,
+							 NULL);
 }
 
 /*

@@ -1,5 +1,6 @@
 --
--- functions.sql: the functions of the SQL contract (/work/shared/CONTRACT.md).
+-- functions.sql: the functions of the SQL interface (the README's reference:
+-- the starting contract's, and complete_and_claim, new in 1.1).
 --
 -- Each contract function exists with its exact signature: argument names,
 -- types, order and defaults (pg_get_function_arguments, compared with the
@@ -66,6 +67,11 @@ INSERT INTO contract_function (name, args, arguments, returns) VALUES
      'job_id bigint, lease_token bigint', 'boolean'),
     ('complete_many', ARRAY['bigint[]', 'bigint[]'],
      'job_ids bigint[], lease_tokens bigint[]', 'bigint'),
+    -- 1.1
+    ('complete_and_claim', ARRAY['text', 'text', 'integer', 'bigint[]', 'bigint[]'],
+     'queue_name text, worker_id text, max_jobs integer, '
+     'job_ids bigint[] DEFAULT ''{}''::bigint[], lease_tokens bigint[] DEFAULT ''{}''::bigint[]',
+     'setof record'),
     ('fail', ARRAY['bigint', 'bigint', 'text', 'interval'],
      'job_id bigint, lease_token bigint, error text DEFAULT NULL::text, '
      'retry_in interval DEFAULT NULL::interval',
@@ -90,14 +96,14 @@ CREATE FUNCTION pg_temp.fn(name, name[]) RETURNS regprocedure
 LANGUAGE sql STABLE AS
 $$SELECT to_regprocedure(format('immich_jobs.%I(%s)', $1, array_to_string($2, ', ')))$$;
 
-SELECT plan(152);
+SELECT plan(161);
 
 -- no function more and none less (_queue_counts is the views' internal
 -- helper, _preloaded the install script's)
 SELECT functions_are('immich_jobs',
     ARRAY['create_queue', 'alter_queue', 'set_concurrency', 'pause_queue', 'resume_queue',
           'drop_queue', 'enqueue', 'enqueue_many', 'claim', 'complete', 'complete_many',
-          'fail', 'heartbeat', 'release', 'reap', 'retry_failed', 'clear', 'cancel',
+          'complete_and_claim', 'fail', 'heartbeat', 'release', 'reap', 'retry_failed', 'clear', 'cancel',
           '_queue_counts', '_preloaded']);
 
 -- (each row-producing test reads an ordered subquery, so that the tests are
@@ -140,6 +146,11 @@ SELECT is(pg_get_function_result(pg_temp.fn('claim', ARRAY['text', 'text', 'inte
           'TABLE(job_id bigint, job_name text, payload jsonb, attempt integer, '
           'lease_token bigint, lease_expires_at timestamp with time zone)',
           'immich_jobs.claim returns the contract''s columns, in order, with their types');
+SELECT is(pg_get_function_result(pg_temp.fn('complete_and_claim',
+                                            ARRAY['text', 'text', 'integer', 'bigint[]', 'bigint[]'])),
+          'TABLE(job_id bigint, job_name text, payload jsonb, attempt integer, '
+          'lease_token bigint, lease_expires_at timestamp with time zone)',
+          'immich_jobs.complete_and_claim returns claim''s columns');
 
 -- the internal helper follows the same rules as the contract's functions
 SELECT is_definer('immich_jobs', '_queue_counts', ARRAY['integer'],

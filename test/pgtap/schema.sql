@@ -77,7 +77,7 @@ SELECT has_extension('immich_jobs', 'immich_jobs',
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'immich_jobs'),
           false, 'extension immich_jobs is not relocatable');
 SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'immich_jobs'),
-          '1.0', 'extension immich_jobs is at version 1.0');
+          '1.1', 'extension immich_jobs is at version 1.1');
 SELECT is((SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'immich_jobs'),
           (SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'immich_jobs'),
           'schema immich_jobs is owned by the extension''s owner');
