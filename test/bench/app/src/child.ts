@@ -57,8 +57,10 @@ async function main(): Promise<void> {
 		if (m.type !== 'stop') return;
 		clearInterval(progress);
 		void worker.close().then(async () => {
-			send({ type: 'report', ended, distinct, errorCount: sys.errors.length,
-				errors: sys.errors.slice(0, 10), executions });
+			// a large report is written asynchronously: disconnect only once it is out
+			await new Promise<void>((resolve, reject) => process.send!({ type: 'report', ended, distinct,
+				errorCount: sys.errors.length, errors: sys.errors.slice(0, 10), executions } satisfies ChildMessage,
+				undefined, {}, (err) => (err ? reject(err) : resolve())));
 			await sys.close();
 			process.disconnect();
 		});

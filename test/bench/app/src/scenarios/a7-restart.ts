@@ -51,7 +51,10 @@ export async function a7(ctx: Context, name: SystemName = 'immich_jobs'): Promis
 		log(`A7: restarted the server at ${child.ended} jobs (pg_ctl took ${((restarted - r0) / 1000).toFixed(2)} s)`);
 
 		const deadline = restarted + cfg.a7LeaseTimeoutMs + REAPER_INTERVAL_MS + 5000;
-		await Promise.race([allSeen, child.exit, sleep(deadline - wall())]).catch(() => {});
+		let timer: NodeJS.Timeout | undefined;
+		const expired = new Promise<void>((resolve) => { timer = setTimeout(resolve, deadline - wall()); });
+		await Promise.race([allSeen, child.exit, expired]).catch(() => {});
+		clearTimeout(timer);
 		let rem: Remaining | undefined;
 		for (;;) {
 			rem = await sys.remaining(queue).catch(() => undefined);
