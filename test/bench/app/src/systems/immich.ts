@@ -18,6 +18,7 @@ export class ImmichJobs implements System {
 			driver: pgDriver({ connectionString: connectionString(server), max: poolMax,
 				application_name: applicationName }),
 		});
+		this.client.on('error', (err) => this.errors.push(`client: ${err.message}`));
 	}
 
 	async createQueue(queue: string, options: QueueOptions): Promise<void> {
