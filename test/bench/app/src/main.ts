@@ -118,15 +118,17 @@ async function main(): Promise<void> {
 		if (wanted('A4'))
 			for (const s of systems)
 				await measure('A4', s, run, () => a4(ctx, s, run),
-					(r) => `p50 ${fmt(r.p50_ms, 2)} ms, p99 ${fmt(r.p99_ms, 2)} ms, max ${fmt(r.max_ms, 2)} ms (${r.jobs} jobs)`);
+					(r) => `p50 ${fmt(r.p50_ms, 2)} ms, p99 ${fmt(r.p99_ms, 2)} ms, max ${fmt(r.max_ms, 2)} ms (${r.jobs} jobs; ` +
+						`the enqueue calls: p50 ${fmt(r.enqueue_p50_ms, 2)} ms, p99 ${fmt(r.enqueue_p99_ms, 2)} ms)`);
 		if (wanted('A5'))
 			for (const s of systems)
 				await measure('A5', s, run, () => a5(ctx, s, run),
-					(r) => `${rate(r)}, at most ${r.max_running} at once`);
+					(r) => `${rate(r)}, at most ${r.max_running} at once (handlers took ${fmt(r.mean_handler_ms, 2)} ms on average)`);
 		if (wanted('A6'))
 			for (const s of systems)
 				await measure('A6', s, run, () => a6(ctx, s, run, applicationName),
-					(r) => `${fmtInt(r.rate)} jobs/s, bound ${fmtInt(r.bound)} (${fmt(r.rate / r.bound, 2)}), ` +
+					(r) => `${fmtInt(r.rate)} jobs/s, bound ${fmtInt(r.bound)} (${fmt(r.rate / r.bound, 2)}; ` +
+						`from the handlers' measured times ${fmtInt(r.bound_measured)}), ` +
 						`peak connections ${r.peak_connections ?? '-'} (client backends ${r.peak_client_backends ?? '-'})` +
 						(r.queues_run_dry ? `, WARNING: ${r.queues_run_dry} queues ran dry` : ''));
 	}

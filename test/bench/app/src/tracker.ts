@@ -8,6 +8,7 @@ export class Tracker {
 	maxRunning = 0;
 	started = 0;
 	ended = 0;
+	busyMs = 0;     // handler time summed over the handlers that ended
 	private waiters: Array<{ n: number; resolve: () => void }> = [];
 
 	constructor(
@@ -19,13 +20,16 @@ export class Tracker {
 			this.running++;
 			this.started++;
 			if (this.running > this.maxRunning) this.maxRunning = this.running;
-			this.onStart?.(job, performance.now());
+			const start = performance.now();
+			this.onStart?.(job, start);
 			try {
 				await handler(job);
 			} finally {
+				const end = performance.now();
 				this.running--;
 				this.ended++;
-				this.onEnd?.(job, performance.now());
+				this.busyMs += end - start;
+				this.onEnd?.(job, end);
 				this.wake();
 			}
 		};
