@@ -176,13 +176,16 @@ export function buildRows(raw: RawRun[], cfg: Config): Row[] {
 		const bound = res.med('A6', s, 'bound');
 		const isTarget = s === 'immich_jobs';
 		const ratio = ratioOf(rate, bound);
+		const dry = res.runs('A6', s).filter((r) => typeof r.result?.queues_run_dry === 'number' &&
+			(r.result.queues_run_dry as number) > 0).length;
 		rows.push({
 			figure: `A6 Immich's mix, 18 queues, 2-50 ms handlers: ${label[s]} jobs completed`,
 			value: rate, unit: 'jobs/s',
 			reference: `the slots' bound = ${bound === null ? 'n/a' : fmtInt(bound)} jobs/s`, reference_value: bound,
 			ratio, target: isTarget ? '>= 0.9 x bound' : null,
 			met: !isTarget || ratio === null ? '-' : ratio >= 0.9 ? 'yes' : 'MISS',
-			note: rate === null ? res.why('A6', s) : undefined,
+			note: rate === null ? res.why('A6', s) :
+				dry > 0 ? `in ${dry} run(s) a queue ran out of jobs before the window ended` : undefined,
 		});
 		if (s !== 'bullmq') {
 			const peaks = res.runs('A6', s).map((r) => r.result?.peak_connections).filter((x): x is number => typeof x === 'number');
@@ -272,7 +275,7 @@ export function markdown(rows: Row[], meta: Meta): string {
 		`${fmtInt(c.memoryBaselineJobs)} jobs. Raw runs: app-latest.json.`,
 	];
 	const notes = rows.filter((r) => r.note).map((r) => `- ${r.figure}: ${r.note}`);
-	if (notes.length) lines.push('', 'Not measured:', '', ...notes);
+	if (notes.length) lines.push('', 'Notes (figures not measured, warnings):', '', ...notes);
 	return lines.join('\n') + '\n';
 }
 
