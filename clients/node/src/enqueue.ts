@@ -1,0 +1,202 @@
+/**
+ * Enqueueing: checks a job before it is sent, and coalesces the single
+ * enqueue() calls of a process into one statement per queue.
+ *
+ * Coalescing has no timer: the calls made in one turn of the event loop,
+ * and those made while the queue's previous statement is in flight, go in
+ * the next statement (at most 1,000 jobs each, one statement in flight per
+ * queue).  Each job still goes through immich_jobs.enqueue(), so each
+ * caller gets its own job's id (or, with a dedup key, the id of the job
+ * that has it).  One transaction, one WAL flush for them all: that is what
+ * makes many concurrent enqueues cheap.  If the statement fails for a
+ * reason of the database, the jobs are sent again one at a time, so that
+ * only the bad job's caller gets the error.
+ */
+import type { JobsClient } from './client.js';
+import { DatabaseError, InvalidArgumentError } from './errors.js';
+import { ENQUEUE, ENQUEUE_EACH, readText, timestamp } from './sql.js';
+
+/** Options of one job. */
+export interface EnqueueOptions {
+  /** Higher runs first (default 0). */
+  priority?: number;
+  /** Not before this time (default: now). */
+  runAt?: Date;
+  /**
+   * While a job of the queue with this key has not started, enqueueing
+   * another with it adds nothing and returns that job's id.
+   */
+  dedupKey?: string;
+  /** Attempts before the job fails for good (default: the queue's). */
+  maxAttempts?: number;
+}
+
+/** A job to enqueue. */
+export interface JobInput extends EnqueueOptions {
+  /** What to do, for example 'AssetGenerateThumbnails' (1 to 255 bytes). */
+  name: string;
+  /** Any JSON value (default {}). */
+  payload?: unknown;
+}
+
+const MAX_BATCH = 1_000;
+const INT4_MAX = 2_147_483_647;
+
+function invalid(message: string): InvalidArgumentError {
+  return new InvalidArgumentError(message, '22023', undefined, undefined, undefined);
+}
+
+function checkText(what: string, value: unknown, required: boolean): void {
+  if (value === undefined && !required) {
+    return;
+  }
+  if (typeof value !== 'string') {
+    throw invalid(`${what} must be a string`);
+  }
+  const bytes = Buffer.byteLength(value);
+  if (bytes < 1 || bytes > 255) {
+    throw invalid(`${what} must have 1 to 255 bytes`);
+  }
+}
+
+/**
+ * The JSON object immich_jobs.enqueue_many() takes for a job, as text.
+ * Throws an InvalidArgumentError for what the database would refuse.
+ */
+export function jobJson(job: JobInput): string {
+  checkText('name', job.name, true);
+  checkText('dedupKey', job.dedupKey, false);
+  if (job.priority !== undefined &&
+    (!Number.isInteger(job.priority) || Math.abs(job.priority) > INT4_MAX)) {
+    throw invalid('priority must be a 32-bit integer');
+  }
+  if (job.maxAttempts !== undefined &&
+    (!Number.isInteger(job.maxAttempts) || job.maxAttempts < 1 || job.maxAttempts > 1000)) {
+    throw invalid('maxAttempts must be an integer from 1 to 1000');
+  }
+  if (job.runAt !== undefined && !(job.runAt instanceof Date && !Number.isNaN(job.runAt.getTime()))) {
+    throw invalid('runAt must be a valid Date');
+  }
+  let payload: string | undefined;
+  try {
+    payload = JSON.stringify(job.payload ?? {});
+  } catch (err) {
+    throw invalid(`payload cannot be turned into JSON: ${(err as Error).message}`);
+  }
+  if (payload === undefined) {
+    throw invalid('payload cannot be turned into JSON');
+  }
+  return `{"name":${JSON.stringify(job.name)},"payload":${payload}` +
+    (job.priority !== undefined ? `,"priority":${job.priority}` : '') +
+    (job.runAt !== undefined ? `,"run_at":${JSON.stringify(job.runAt.toISOString())}` : '') +
+    (job.dedupKey !== undefined ? `,"dedup_key":${JSON.stringify(job.dedupKey)}` : '') +
+    (job.maxAttempts !== undefined ? `,"max_attempts":${job.maxAttempts}` : '') + '}';
+}
+
+interface Pending {
+  readonly job: JobInput;
+  readonly json: string;
+  resolve(id: string): void;
+  reject(error: unknown): void;
+}
+
+interface QueueState {
+  pending: Pending[];
+  sending: boolean;
+  scheduled: boolean;
+}
+
+export class EnqueueBatcher {
+  private readonly queues = new Map<string, QueueState>();
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(private readonly client: JobsClient) {}
+
+  /** Enqueue one job; resolves to its id. */
+  add(queue: string, job: JobInput): Promise<string> {
+    let json: string;
+    try {
+      json = jobJson(job);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    let state = this.queues.get(queue);
+    if (state === undefined) {
+      state = { pending: [], sending: false, scheduled: false };
+      this.queues.set(queue, state);
+    }
+    const result = new Promise<string>((resolve, reject) => {
+      state.pending.push({ job, json, resolve, reject });
+    });
+    this.schedule(queue, state);
+    return result;
+  }
+
+  /** Wait for every enqueue made so far. */
+  async drain(): Promise<void> {
+    while (this.inFlight.size > 0 || [...this.queues.values()].some((s) => s.pending.length > 0)) {
+      await Promise.all([...this.inFlight, new Promise((resolve) => setImmediate(resolve))]);
+    }
+  }
+
+  private schedule(queue: string, state: QueueState): void {
+    if (state.sending || state.scheduled) {
+      return;
+    }
+    state.scheduled = true;
+    setImmediate(() => {
+      state.scheduled = false;
+      this.send(queue, state);
+    });
+  }
+
+  private send(queue: string, state: QueueState): void {
+    if (state.sending || state.pending.length === 0) {
+      return;
+    }
+    const batch = state.pending.splice(0, MAX_BATCH);
+    state.sending = true;
+    const done = this.sendBatch(queue, batch).finally(() => {
+      this.inFlight.delete(done);
+      state.sending = false;
+      if (state.pending.length > 0) {
+        this.send(queue, state);
+      } else {
+        this.queues.delete(queue);
+      }
+    });
+    this.inFlight.add(done);
+  }
+
+  private async sendBatch(queue: string, batch: Pending[]): Promise<void> {
+    if (batch.length === 1) {
+      await this.sendOne(queue, batch[0]!);
+      return;
+    }
+    try {
+      const rows = await this.client.run(ENQUEUE_EACH,
+        [queue, `[${batch.map((p) => p.json).join(',')}]`], 'idempotent');
+      batch.forEach((p, i) => p.resolve(readText(rows[i]!, 'id')));
+    } catch (err) {
+      if (!(err instanceof DatabaseError)) {
+        batch.forEach((p) => p.reject(err));
+        return;
+      }
+      // a database error: find whose, one at a time
+      await Promise.all(batch.map((p) => this.sendOne(queue, p)));
+    }
+  }
+
+  private async sendOne(queue: string, p: Pending): Promise<void> {
+    try {
+      const { job } = p;
+      const rows = await this.client.run(ENQUEUE, [
+        queue, job.name, JSON.stringify(job.payload ?? {}), job.priority ?? 0,
+        timestamp(job.runAt), job.dedupKey ?? null, job.maxAttempts ?? null,
+      ], 'idempotent');
+      p.resolve(readText(rows[0]!, 'id'));
+    } catch (err) {
+      p.reject(err);
+    }
+  }
+}
