@@ -1,6 +1,6 @@
 # Crashes around the background workers, library preloaded:
 #
-# 1. pg_ctl stop -m immediate in the middle of a drain of 10,000 jobs by 8
+# 1. pg_ctl stop -m immediate in the middle of a drain of 20,000 jobs by 8
 #    clients, then start: the leases the crash cut off come back when they
 #    expire (the reaper, nobody calls reap()), and a second drain finishes the
 #    work.  Each client logs every complete, with its result, in the
@@ -18,7 +18,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 
-my $njobs = 10000;
+my $njobs = 20000;
 my $nclients = 8;
 
 # a drain that has not finished by then has hung: the test fails (this
