@@ -2,10 +2,10 @@
  * Enqueueing: checks a job before it is sent, and coalesces the single
  * enqueue() calls of a process into one statement per queue.
  *
- * Coalescing has no timer: the calls made in one turn of the event loop,
- * and those made while the queue's previous statement is in flight, go in
- * the next statement (at most 1,000 jobs each, one statement in flight per
- * queue).  Each job still goes through immich_jobs.enqueue(), so each
+ * Coalescing has no timer, so it adds no latency: the calls made in the
+ * same synchronous stretch of code (a loop, a Promise.all), and those made
+ * while the queue's previous statement is in flight, go in the next
+ * statement (at most 1,000 jobs each, one statement in flight per queue).  Each job still goes through immich_jobs.enqueue(), so each
  * caller gets its own job's id (or, with a dedup key, the id of the job
  * that has it).  One transaction, one WAL flush for them all: that is what
  * makes many concurrent enqueues cheap.  If the statement fails for a
@@ -144,7 +144,7 @@ export class EnqueueBatcher {
       return;
     }
     state.scheduled = true;
-    setImmediate(() => {
+    queueMicrotask(() => {
       state.scheduled = false;
       this.send(queue, state);
     });
