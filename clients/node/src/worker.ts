@@ -5,10 +5,11 @@
  * The loop.  One statement, complete_and_claim, does the work: it completes
  * the jobs whose handlers have finished since the last call and claims jobs
  * for the free slots, reusing in the same transaction the slots that the
- * completions free.  Up to `callsInFlight` (2) calls run at once, each
- * claiming part of the free slots, so that the database works on one while
- * the handlers of the other run.  Handlers that finish in the same turn of
- * the event loop go in the same call.
+ * completions free.  Handlers that finish in the same turn of the event loop
+ * go in the same call, which asks for every free slot.  A second call (up
+ * to `callsInFlight`, 2) goes out while one is in flight when there are
+ * new completions or free slots, so that a handler that ends does not wait
+ * for a call that left just before.
  *
  * Waiting.  When a claim comes back with fewer jobs than it asked for, the
  * worker waits for a notification for its queue (LISTEN immich_jobs), or for
@@ -269,10 +270,9 @@ export class Worker<P = unknown> extends EventEmitter {
       }
       const free = this.closing ? 0 :
         Math.max(0, this.concurrencyValue - this.running.size - this.asked);
-      const perCall = Math.max(1, Math.ceil(this.concurrencyValue / this.maxCalls));
       const haveCompletions = this.done.length > 0;
       // with completions, always claim: they free slots the claim may reuse
-      const ask = this.idle && !haveCompletions ? 0 : Math.min(free, perCall);
+      const ask = this.idle && !haveCompletions ? 0 : free;
       // completions alone wait for the call in flight, and go with the next
       if (ask === 0 && (!haveCompletions || this.calls > 0)) {
         return;
