@@ -138,38 +138,28 @@ export class JobsClient extends EventEmitter {
    * (as `mode` allows) until operationTimeout.  Throws a JobsError.
    * @internal
    */
-  async run(text: string, values: readonly SqlValue[], mode: RetryMode): Promise<Row[]> {
-    this.assertRunning();
-    const backoff = new Backoff(this.settings.backoff);
-    const deadline = Date.now() + this.settings.operationTimeout;
-    for (;;) {
-      try {
-        return await this.driver.query(text, values);
-      } catch (err) {
-        const kind = failureKind(err);
-        const retry = kind === 'connect' || (kind === 'connection' && mode === 'idempotent');
-        const delay = backoff.next();
-        if (!retry || Date.now() + delay > deadline || this.stop.signal.aborted) {
-          throw toJobsError(err);
-        }
-        await sleep(delay, this.stop.signal);
-      }
-    }
+  run(text: string, values: readonly SqlValue[], mode: RetryMode): Promise<Row[]> {
+    return this.retrying(mode, () => this.driver.query(text, values));
   }
 
   /**
-   * Run statements in one transaction, retrying as `mode` allows (a
-   * transaction that failed before it got to COMMIT changed nothing).
+   * Run statements in one transaction, retried as `run` is (a transaction
+   * that broke before its COMMIT changed nothing).
    * @internal
    */
-  async transaction<T>(mode: RetryMode,
+  transaction<T>(mode: RetryMode,
     fn: (query: (text: string, values: readonly SqlValue[]) => Promise<Row[]>) => Promise<T>): Promise<T> {
+    return this.retrying(mode, () =>
+      this.driver.transaction((tx) => fn((text, values) => tx.query(text, values))));
+  }
+
+  private async retrying<T>(mode: RetryMode, attempt: () => Promise<T>): Promise<T> {
     this.assertRunning();
     const backoff = new Backoff(this.settings.backoff);
     const deadline = Date.now() + this.settings.operationTimeout;
     for (;;) {
       try {
-        return await this.driver.transaction((tx) => fn((text, values) => tx.query(text, values)));
+        return await attempt();
       } catch (err) {
         const kind = failureKind(err);
         const retry = kind === 'connect' || (kind === 'connection' && mode === 'idempotent');

@@ -5,10 +5,13 @@
  *
  * The binaries come from PG_CONFIG (or pg_config on the PATH).
  */
+import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+import { after, before } from 'node:test';
 
 import pg from 'pg';
 
@@ -213,4 +216,29 @@ export function trapUnhandled(): { readonly errors: unknown[] } {
   process.on('unhandledRejection', (err) => errors.push(err));
   process.on('uncaughtException', (err) => errors.push(err));
   return { errors };
+}
+
+/**
+ * One server for a test file: started before its tests, removed after
+ * them, when the file must also have seen no unhandled rejection or
+ * uncaught exception.  Read `.cluster` inside the tests.
+ */
+export function serverForThisFile(): { readonly cluster: Cluster } {
+  const unhandled = trapUnhandled();
+  let cluster: Cluster | undefined;
+  before(async () => {
+    cluster = await Cluster.start();
+  });
+  after(async () => {
+    await cluster?.destroy();
+    assert.deepEqual(unhandled.errors, [], 'no unhandled rejection or exception');
+  });
+  return {
+    get cluster(): Cluster {
+      if (cluster === undefined) {
+        throw new Error('the server is not started yet');
+      }
+      return cluster;
+    },
+  };
 }

@@ -8,19 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import {
   ClosedError, InvalidArgumentError, JobsClient, NotFoundError, QueueExistsError, QueueInUseError,
 } from '../src/index.js';
-import { Cluster, DRIVERS, trapUnhandled } from './cluster.js';
+import { DRIVERS, serverForThisFile } from './cluster.js';
 
-const unhandled = trapUnhandled();
-let cluster: Cluster;
-
-before(async () => {
-  cluster = await Cluster.start();
-});
-
-after(async () => {
-  await cluster.destroy();
-  assert.deepEqual(unhandled.errors, [], 'no unhandled rejection or exception');
-});
+const server = serverForThisFile();
 
 for (const kind of DRIVERS) {
   describe(`queue handle (${kind})`, () => {
@@ -28,7 +18,7 @@ for (const kind of DRIVERS) {
     const name = (suffix: string): string => `${kind}.${suffix}`;
 
     before(() => {
-      client = new JobsClient({ driver: cluster.driver(kind), listen: false });
+      client = new JobsClient({ driver: server.cluster.driver(kind), listen: false });
     });
 
     after(async () => {
@@ -38,7 +28,7 @@ for (const kind of DRIVERS) {
     it('creates, alters, pauses, resumes and drops a queue', async () => {
       const q = client.queue(name('admin'));
       await q.create({ concurrency: 3, leaseTimeout: 60_000, maxAttempts: 5, retryBackoff: 1_000 });
-      const [row] = await cluster.sql<{ c: number; l: string; m: number; r: string }>(
+      const [row] = await server.cluster.sql<{ c: number; l: string; m: number; r: string }>(
         `SELECT concurrency AS c, lease_timeout::text AS l, max_attempts AS m, retry_backoff::text AS r
            FROM immich_jobs.queue WHERE queue_name = $1`, [q.name]);
       assert.deepEqual(row, { c: 3, l: '00:01:00', m: 5, r: '00:00:01' });
@@ -48,7 +38,7 @@ for (const kind of DRIVERS) {
 
       await q.alter({ leaseTimeout: 120_000 });
       await q.setConcurrency(7);
-      const [altered] = await cluster.sql<{ c: number; l: string }>(
+      const [altered] = await server.cluster.sql<{ c: number; l: string }>(
         'SELECT concurrency AS c, lease_timeout::text AS l FROM immich_jobs.queue WHERE queue_name = $1',
         [q.name]);
       assert.deepEqual(altered, { c: 7, l: '00:02:00' });
@@ -59,7 +49,7 @@ for (const kind of DRIVERS) {
       assert.equal((await q.counts()).paused, false);
 
       await q.enqueue('x');
-      const [claimed] = await cluster.sql(`SELECT * FROM immich_jobs.claim($1, 'w')`, [q.name]);
+      const [claimed] = await server.cluster.sql(`SELECT * FROM immich_jobs.claim($1, 'w')`, [q.name]);
       assert.ok(claimed);
       await assert.rejects(q.drop(), QueueInUseError);
       await q.drop({ force: true });
@@ -123,7 +113,7 @@ for (const kind of DRIVERS) {
       await q.create();
       const ids = await Promise.all(Array.from({ length: 300 }, (_, i) => q.enqueue('j', { i })));
       assert.equal(new Set(ids).size, 300, 'every caller has its own id');
-      const rows = await cluster.sql<{ id: string; i: number }>(
+      const rows = await server.cluster.sql<{ id: string; i: number }>(
         `SELECT job_id::text AS id, (payload->>'i')::int AS i
            FROM immich_jobs.job WHERE job_id = ANY ($1::bigint[])`, [ids]);
       assert.equal(rows.length, 300);
@@ -131,7 +121,7 @@ for (const kind of DRIVERS) {
         assert.equal(ids[row.i], row.id, `job ${row.i} has the id its caller got`);
       }
       // each transaction that added jobs is a distinct xmin
-      const [{ xacts }] = await cluster.sql<{ xacts: string }>(
+      const [{ xacts }] = await server.cluster.sql<{ xacts: string }>(
         `SELECT count(DISTINCT xmin::text) AS xacts FROM immich_jobs.job
           WHERE job_id = ANY ($1::bigint[])`, [ids]) as [{ xacts: string }];
       assert.ok(Number(xacts) <= 5, `300 enqueues in ${xacts} transactions`);
@@ -175,10 +165,10 @@ for (const kind of DRIVERS) {
       await q.create({ maxAttempts: 1 });
       const [a, b] = await Promise.all([q.enqueue('a'), q.enqueue('b')]);
       await q.enqueue('later', {}, { runAt: new Date(Date.now() + 3_600_000) });
-      const [claimed] = await cluster.sql<{ job_id: string; lease_token: string }>(
+      const [claimed] = await server.cluster.sql<{ job_id: string; lease_token: string }>(
         `SELECT job_id::text, lease_token::text FROM immich_jobs.claim($1, 'w')`, [q.name]);
       assert.equal(claimed!.job_id, a);
-      await cluster.sql('SELECT immich_jobs.fail($1, $2, $3)', [a, claimed!.lease_token, 'boom']);
+      await server.cluster.sql('SELECT immich_jobs.fail($1, $2, $3)', [a, claimed!.lease_token, 'boom']);
       const failed = await q.jobs({ states: ['failed'] });
       assert.deepEqual(failed.map((j) => [j.id, j.lastError, j.workerId]), [[a, 'boom', 'w']]);
       assert.ok(failed[0]!.finishedAt instanceof Date);
@@ -195,7 +185,7 @@ for (const kind of DRIVERS) {
     });
 
     it('refuses calls once closed', async () => {
-      const other = new JobsClient({ driver: cluster.driver(kind), listen: false });
+      const other = new JobsClient({ driver: server.cluster.driver(kind), listen: false });
       const q = other.queue(name('closed'));
       await q.create();
       await other.close();

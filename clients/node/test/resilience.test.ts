@@ -6,25 +6,15 @@
  * on, and no job is lost.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import { ConnectionError, JobsClient, type JobsError } from '../src/index.js';
-import { Cluster, DRIVERS, recording, trapUnhandled, waitFor } from './cluster.js';
+import { DRIVERS, recording, serverForThisFile, waitFor } from './cluster.js';
 
-const unhandled = trapUnhandled();
-let cluster: Cluster;
-
-before(async () => {
-  cluster = await Cluster.start();
-});
-
-after(async () => {
-  await cluster.destroy();
-  assert.deepEqual(unhandled.errors, [], 'no unhandled rejection or exception');
-});
+const server = serverForThisFile();
 
 async function counts(queue: string): Promise<{ active: number; waiting: number; completed: number }> {
-  const [row] = await cluster.sql<{ active: string; waiting: string; completed: string }>(
+  const [row] = await server.cluster.sql<{ active: string; waiting: string; completed: string }>(
     'SELECT active, waiting, completed FROM immich_jobs.queue_counts WHERE queue_name = $1', [queue]);
   return { active: Number(row?.active), waiting: Number(row?.waiting), completed: Number(row?.completed) };
 }
@@ -35,7 +25,7 @@ for (const kind of DRIVERS) {
 
     it('survives a crash and restart of the server in the middle of a drain', async () => {
       const client = new JobsClient({
-        driver: cluster.driver(kind), pollInterval: 200, backoff: { initialDelay: 50, maxDelay: 500 },
+        driver: server.cluster.driver(kind), pollInterval: 200, backoff: { initialDelay: 50, maxDelay: 500 },
       });
       const q = client.queue(name('crash'));
       // short leases: a claim whose answer the crash cut off comes back soon
@@ -52,7 +42,7 @@ for (const kind of DRIVERS) {
       client.on('error', (err) => errors.push(err));
 
       await waitFor(() => runs.size >= total / 3, 'a third of the jobs to run', 60_000);
-      await cluster.restart('immediate');
+      await server.cluster.restart('immediate');
       const restarted = runs.size;
       await waitFor(() => runs.size > restarted + 100, 'the drain to go on after the restart', 30_000);
       await waitFor(() => runs.size === total, 'every job to run', 60_000);
@@ -72,7 +62,7 @@ for (const kind of DRIVERS) {
     it('goes on after its sessions are terminated', async () => {
       const app = `terminate_${kind}`;
       const client = new JobsClient({
-        driver: cluster.driver(kind, { applicationName: app }), pollInterval: 200,
+        driver: server.cluster.driver(kind, { applicationName: app }), pollInterval: 200,
         backoff: { initialDelay: 50, maxDelay: 500 },
       });
       client.on('error', () => undefined);
@@ -87,7 +77,7 @@ for (const kind of DRIVERS) {
       let errors = 0;
       worker.on('error', () => errors++);
       await waitFor(() => seen.size >= 300, 'some jobs to run', 60_000);
-      const [terminated] = await cluster.sql<{ n: string }>(
+      const [terminated] = await server.cluster.sql<{ n: string }>(
         `SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE application_name = $1`,
         [app]);
       assert.ok(Number(terminated?.n) >= 1, 'sessions were terminated');
@@ -99,13 +89,13 @@ for (const kind of DRIVERS) {
 
     it('waits for a server that is down, and starts when it is back', async () => {
       const client = new JobsClient({
-        driver: cluster.driver(kind), pollInterval: 100, backoff: { initialDelay: 50, maxDelay: 300 },
+        driver: server.cluster.driver(kind), pollInterval: 100, backoff: { initialDelay: 50, maxDelay: 300 },
       });
-      const impatientDriver = recording(cluster.driver(kind));
+      const impatientDriver = recording(server.cluster.driver(kind));
       const impatient = new JobsClient({ driver: impatientDriver, operationTimeout: 500 });
       const q = client.queue(name('down'));
       await q.create();
-      await cluster.stopServer('fast');
+      await server.cluster.stopServer('fast');
       let ran = 0;
       let errors = 0;
       try {
@@ -116,7 +106,7 @@ for (const kind of DRIVERS) {
         worker.on('error', () => errors++);
         await waitFor(() => errors >= 3, 'the worker to retry a few times');
       } finally {
-        cluster.startServer();
+        server.cluster.startServer();
       }
       await q.enqueue('after');
       await waitFor(() => ran === 1, 'the job to run once the server is back');
@@ -126,13 +116,13 @@ for (const kind of DRIVERS) {
 
     it('reports nothing and crashes nothing without error listeners', async () => {
       const client = new JobsClient({
-        driver: cluster.driver(kind), pollInterval: 100, backoff: { initialDelay: 50, maxDelay: 300 },
+        driver: server.cluster.driver(kind), pollInterval: 100, backoff: { initialDelay: 50, maxDelay: 300 },
       });
       const q = client.queue(name('quiet'));
       await q.create();
       let ran = 0;
       const worker = client.worker(q.name, () => { ran++; });
-      await cluster.restart('immediate');
+      await server.cluster.restart('immediate');
       await q.enqueue('after');
       await waitFor(() => ran === 1, 'the job to run after the restart');
       await worker.close();

@@ -5,22 +5,12 @@
  * polling, and the connection budget.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import { ClosedError, JobsClient, LeaseLostError, type Job } from '../src/index.js';
-import { Cluster, DRIVERS, recording, trapUnhandled, waitFor } from './cluster.js';
+import { DRIVERS, recording, serverForThisFile, waitFor } from './cluster.js';
 
-const unhandled = trapUnhandled();
-let cluster: Cluster;
-
-before(async () => {
-  cluster = await Cluster.start();
-});
-
-after(async () => {
-  await cluster.destroy();
-  assert.deepEqual(unhandled.errors, [], 'no unhandled rejection or exception');
-});
+const server = serverForThisFile();
 
 /** A promise and its resolver. */
 function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
@@ -30,7 +20,7 @@ function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => voi
 }
 
 async function jobState(id: string): Promise<{ state: string; attempt: number } | undefined> {
-  const [row] = await cluster.sql<{ state: string; attempt: number }>(
+  const [row] = await server.cluster.sql<{ state: string; attempt: number }>(
     'SELECT state, attempt FROM immich_jobs.jobs WHERE job_id = $1', [id]);
   return row;
 }
@@ -40,7 +30,7 @@ for (const kind of DRIVERS) {
     const name = (suffix: string): string => `${kind}.w.${suffix}`;
 
     it('runs every job once, completing the jobs that end together in one call', async () => {
-      const driver = recording(cluster.driver(kind));
+      const driver = recording(server.cluster.driver(kind));
       const client = new JobsClient({ driver, listen: false });
       const q = client.queue(name('batch'));
       await q.create({ concurrency: 100 });
@@ -72,7 +62,7 @@ for (const kind of DRIVERS) {
     });
 
     it('never runs more than the queue\'s concurrency over several workers', async () => {
-      const client = new JobsClient({ driver: cluster.driver(kind), listen: false });
+      const client = new JobsClient({ driver: server.cluster.driver(kind), listen: false });
       const q = client.queue(name('limit'));
       await q.create({ concurrency: 3 });
       await q.enqueueMany(Array.from({ length: 60 }, () => ({ name: 'n' })));
@@ -95,7 +85,7 @@ for (const kind of DRIVERS) {
     });
 
     it('changes its concurrency at run time', async () => {
-      const client = new JobsClient({ driver: cluster.driver(kind), listen: false });
+      const client = new JobsClient({ driver: server.cluster.driver(kind), listen: false });
       const q = client.queue(name('setconc'));
       await q.create({ concurrency: 100 });
       await q.enqueueMany(Array.from({ length: 40 }, () => ({ name: 'n' })));
@@ -119,7 +109,7 @@ for (const kind of DRIVERS) {
     });
 
     it('heartbeats long jobs, so the reaper leaves them alone', async () => {
-      const client = new JobsClient({ driver: cluster.driver(kind), listen: false });
+      const client = new JobsClient({ driver: server.cluster.driver(kind), listen: false });
       const q = client.queue(name('heartbeat'));
       await q.create({ leaseTimeout: 1_000 });
       const id = await q.enqueue('long');
@@ -143,7 +133,7 @@ for (const kind of DRIVERS) {
     });
 
     it('aborts a job whose lease is lost, and reports nothing for it', async () => {
-      const driver = recording(cluster.driver(kind));
+      const driver = recording(server.cluster.driver(kind));
       const client = new JobsClient({ driver, listen: false });
       const q = client.queue(name('lost'));
       await q.create({ leaseTimeout: 1_000 });
@@ -168,7 +158,7 @@ for (const kind of DRIVERS) {
     });
 
     it('reports a refused completion', async () => {
-      const client = new JobsClient({ driver: cluster.driver(kind), listen: false });
+      const client = new JobsClient({ driver: server.cluster.driver(kind), listen: false });
       const q = client.queue(name('refused'));
       await q.create({ leaseTimeout: 60_000 });
       const id = await q.enqueue('cancelled-while-running');
@@ -189,7 +179,7 @@ for (const kind of DRIVERS) {
     });
 
     it('fails a job whose handler throws, with the error\'s message', async () => {
-      const client = new JobsClient({ driver: cluster.driver(kind), listen: false });
+      const client = new JobsClient({ driver: server.cluster.driver(kind), listen: false });
       const q = client.queue(name('throws'));
       await q.create({ maxAttempts: 2, retryBackoff: 0 });
       const id = await q.enqueue('bad');
@@ -212,7 +202,7 @@ for (const kind of DRIVERS) {
     });
 
     it('on close, waits for running jobs, then releases those that never return', async () => {
-      const client = new JobsClient({ driver: cluster.driver(kind), listen: false });
+      const client = new JobsClient({ driver: server.cluster.driver(kind), listen: false });
       const q = client.queue(name('close'));
       await q.create({ concurrency: 10 });
       const ids = await Promise.all([q.enqueue('quick'), q.enqueue('never')]);
@@ -239,14 +229,14 @@ for (const kind of DRIVERS) {
     });
 
     it('wakes up on NOTIFY, without polling', async () => {
-      const driver = recording(cluster.driver(kind));
+      const driver = recording(server.cluster.driver(kind));
       const client = new JobsClient({ driver, pollInterval: 60_000, listenPollInterval: 60_000 });
       const q = client.queue(name('listen'));
       await q.create();
       const picked: number[] = [];
       const worker = client.worker(q.name, () => { picked.push(Date.now()); });
       // the worker's first claim comes back empty: then it waits
-      await waitFor(async () => (await cluster.sql(
+      await waitFor(async () => (await server.cluster.sql(
         `SELECT 1 FROM pg_stat_activity WHERE query LIKE 'LISTEN%'`)).length === 1, 'LISTEN');
       await waitFor(() => driver.answered('complete_and_claim') >= 1, 'the first claim');
       for (let i = 0; i < 3; i++) {
@@ -260,7 +250,7 @@ for (const kind of DRIVERS) {
     });
 
     it('polls when LISTEN is off (PgBouncer in transaction mode)', async () => {
-      const driver = recording(cluster.driver(kind));
+      const driver = recording(server.cluster.driver(kind));
       const client = new JobsClient({ driver, listen: false, pollInterval: 100 });
       const q = client.queue(name('poll'));
       await q.create();
@@ -269,7 +259,7 @@ for (const kind of DRIVERS) {
       await waitFor(() => driver.answered('complete_and_claim') >= 2, 'two empty claims: polling');
       await q.enqueue('polled');
       await waitFor(() => picked === 1, 'the job to be polled', 5_000);
-      const listening = await cluster.sql(`SELECT 1 FROM pg_stat_activity WHERE query LIKE 'LISTEN%'`);
+      const listening = await server.cluster.sql(`SELECT 1 FROM pg_stat_activity WHERE query LIKE 'LISTEN%'`);
       assert.equal(listening.length, 0, 'no LISTEN connection');
       await worker.close();
       await client.close();
@@ -277,7 +267,7 @@ for (const kind of DRIVERS) {
 
     it('stays within its connections, whatever the number of queues and workers', async () => {
       const app = `budget_${kind}`;
-      const client = new JobsClient({ driver: cluster.driver(kind, { applicationName: app }) });
+      const client = new JobsClient({ driver: server.cluster.driver(kind, { applicationName: app }) });
       const queues = [1, 2, 3, 4, 5, 6].map((i) => client.queue(name(`budget${i}`)));
       let done = 0;
       const workers = [];
@@ -290,7 +280,7 @@ for (const kind of DRIVERS) {
       }
       let most = 0;
       const sampling = setInterval(() => {
-        cluster.sql<{ n: string }>('SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [app])
+        server.cluster.sql<{ n: string }>('SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [app])
           .then(([row]) => { most = Math.max(most, Number(row?.n ?? 0)); }, () => undefined);
       }, 20);
       await Promise.all(queues.map((q) => q.enqueueMany(
@@ -304,7 +294,7 @@ for (const kind of DRIVERS) {
       assert.ok(most >= 2, 'the sampling saw the connections');
       await Promise.all(workers.map((w) => w.close()));
       await client.close();
-      await waitFor(async () => (await cluster.sql(
+      await waitFor(async () => (await server.cluster.sql(
         'SELECT 1 FROM pg_stat_activity WHERE application_name = $1', [app])).length === 0,
       'the connections to close');
     });
