@@ -127,6 +127,26 @@ SELECT * FROM pg_temp.cac('cac.q', 5, '{j10}');
 SELECT immich_jobs.resume_queue('cac.q');
 SELECT * FROM counts;
 
+-- many pairs, in no order: each completed job is told apart from the
+-- refused ones (3,000 pairs, a few of them stale)
+SELECT immich_jobs.create_queue('cac.many', concurrency => 3000);
+SELECT immich_jobs.enqueue_many('cac.many',
+    (SELECT jsonb_agg(jsonb_build_object('name', 'm' || i)) FROM generate_series(1, 3000) i));
+CREATE TEMP TABLE many AS
+    SELECT job_id, lease_token FROM immich_jobs.claim('cac.many', 'w', 3000);
+SELECT count(*) AS claimed FROM many;
+SELECT count(*) FILTER (WHERE lease_token IS NULL) AS refused,
+       count(*) FILTER (WHERE lease_token IS NOT NULL) AS claimed,
+       count(*) FILTER (WHERE lease_token IS NULL
+                          AND job_id NOT IN (SELECT job_id FROM many
+                                              WHERE job_id % 500 = 0)) AS wrongly_refused
+  FROM immich_jobs.complete_and_claim('cac.many', 'w', 0,
+         (SELECT array_agg(job_id ORDER BY job_id DESC) FROM many),
+         (SELECT array_agg(lease_token + CASE WHEN job_id % 500 = 0 THEN 1 ELSE 0 END
+                           ORDER BY job_id DESC) FROM many));
+SELECT active, completed FROM immich_jobs.queue_counts WHERE queue_name = 'cac.many';
+SELECT immich_jobs.drop_queue('cac.many', force => true);
+
 --
 -- Errors
 --

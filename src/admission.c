@@ -61,6 +61,10 @@
  * completion would end a lease that is not its own.  So the loader, which
  * runs before anybody in the database can lease a job after a start, moves
  * the sequence 2^32 values on and flushes that to disk before it publishes.
+ * It also moves it at least to the time in microseconds: a standby promoted
+ * after its primary died may not have received the primary's last move,
+ * but it starts beyond every token the primary handed out as long as the
+ * primary handed out fewer tokens than microseconds went by.
  *
  * Wake-ups.  A claim that comes back empty announces itself as a waiter;
  * a transaction that makes jobs runnable (or frees a slot) sends NOTIFY if

@@ -120,12 +120,12 @@ ij_worker_id_arg(FunctionCallInfo fcinfo, int argno)
 
 /*
  * Lease up to max_jobs jobs of a queue to a worker, adding a row per job to
- * the result set.  *connected says whether the caller is inside SPI; a
+ * the result set; returns how many.  *connected says whether the caller is inside SPI; a
  * claim that admission refuses in shared memory runs no statement at all,
  * so this connects only when it must (and leaves it to the caller to
  * finish).
  */
-static void
+static int
 ij_claim_jobs(FunctionCallInfo fcinfo, const char *queue_name,
 			  text *worker_id, int max_jobs, bool *connected)
 {
@@ -199,6 +199,7 @@ ij_claim_jobs(FunctionCallInfo fcinfo, const char *queue_name,
 	ij_admit_done(&queue, &adm, used, last_priority, last_job_id);
 	if (adm.self_notify)
 		Async_Notify(IJ_CHANNEL, queue.name);
+	return used;
 }
 
 /* claim(queue_name, worker_id, max_jobs) */
@@ -214,25 +215,35 @@ ij_claim(PG_FUNCTION_ARGS)
 	ij_init_srf(fcinfo);
 
 	ij_lease_call_begin();
-	ij_claim_jobs(fcinfo, queue_name, worker_id, PG_GETARG_INT32(2),
-				  &connected);
+	(void) ij_claim_jobs(fcinfo, queue_name, worker_id, PG_GETARG_INT32(2),
+						 &connected);
 	if (connected)
 		SPI_finish();
 	ij_lease_call_end();
 	return (Datum) 0;
 }
 
-/* a lease ended in the given state: update the counts, wake who may wait */
+/*
+ * n leases ended in the given state: update the counts, wake who may wait
+ * (for a slot, unless wake_slots is false: the caller decides that itself).
+ */
 static void
-ij_lease_ended(int32 queue_id, char state, int64 n)
+ij_leases_ended(int32 queue_id, char state, int64 n, bool wake_slots)
 {
 	ij_count_move(queue_id, IJ_ACTIVE, state, n);
-	ij_wake(queue_id, NULL, IJ_WAKE_SLOTS);
+	if (wake_slots)
+		ij_wake(queue_id, NULL, IJ_WAKE_SLOTS);
 	if (state == IJ_WAITING)
 	{
 		ij_cursor_reset(queue_id);
 		ij_wake(queue_id, NULL, IJ_WAKE_JOBS);
 	}
+}
+
+static void
+ij_lease_ended(int32 queue_id, char state, int64 n)
+{
+	ij_leases_ended(queue_id, state, n, true);
 }
 
 /* complete(job_id, lease_token) */
@@ -292,11 +303,14 @@ ij_cmp_int64(const void *a, const void *b)
 
 /*
  * Complete the jobs of the pairs (ids[i], tokens[i]) whose token is the
- * job's current lease.  Returns how many; *done gets their ids, sorted.
- * The caller is inside SPI.
+ * job's current lease.  Returns how many; *done gets their ids, sorted, in
+ * memory that outlives SPI_finish(); *freed how many of them were of queue
+ * own_queue_id, whose slot wake-up is left to the caller (a claim may reuse
+ * those slots).  The caller is inside SPI.
  */
 static int
-ij_complete_pairs(ArrayType *ids, ArrayType *tokens, int64 **done)
+ij_complete_pairs(ArrayType *ids, ArrayType *tokens, int32 own_queue_id,
+				  int64 **done, int64 *freed)
 {
 	Datum		values[2];
 	int			n;
@@ -305,7 +319,8 @@ ij_complete_pairs(ArrayType *ids, ArrayType *tokens, int64 **done)
 	values[0] = PointerGetDatum(ids);
 	values[1] = PointerGetDatum(tokens);
 	n = ij_execute(IJ_PLAN_COMPLETE_MANY, values, NULL, 0);
-	*done = (int64 *) palloc(sizeof(int64) * Max(n, 1));
+	*done = (int64 *) SPI_palloc(sizeof(int64) * Max(n, 1));
+	*freed = 0;
 	if (n == 0)
 		return 0;
 
@@ -325,10 +340,13 @@ ij_complete_pairs(ArrayType *ids, ArrayType *tokens, int64 **done)
 	for (int i = 0; i < n;)
 	{
 		int			j = i;
+		int32		queue_id = (int32) keys[2 * i];
 
 		while (j < n && keys[2 * j] == keys[2 * i])
 			j++;
-		ij_lease_ended((int32) keys[2 * i], 'c', j - i);
+		if (queue_id == own_queue_id)
+			*freed = j - i;
+		ij_leases_ended(queue_id, 'c', j - i, queue_id != own_queue_id);
 		i = j;
 	}
 	pfree(keys);
@@ -342,6 +360,7 @@ ij_complete_many(PG_FUNCTION_ARGS)
 	ArrayType  *ids;
 	ArrayType  *tokens;
 	int64	   *done;
+	int64		freed;
 	int			n;
 
 	ij_lease_pairs_args(fcinfo, 0, &ids, &tokens);
@@ -349,7 +368,7 @@ ij_complete_many(PG_FUNCTION_ARGS)
 	ij_lease_call_begin();
 	SPI_connect();
 	ij_ensure_loaded();
-	n = ij_complete_pairs(ids, tokens, &done);
+	n = ij_complete_pairs(ids, tokens, 0, &done, &freed);
 	SPI_finish();
 	ij_lease_call_end();
 	PG_RETURN_INT64(n);
@@ -359,9 +378,10 @@ ij_complete_many(PG_FUNCTION_ARGS)
  * complete_and_claim(queue_name, worker_id, max_jobs, job_ids, lease_tokens)
  *
  * complete_many, then claim, in one call and one transaction.  The claim
- * may reuse the slots the completions free in its queue (see admission.c).
- * Returns the jobs leased, then a row per pair whose job was not completed
- * (its token is not the job's current lease), with only job_id set.
+ * may reuse the slots the completions free in its queue (see admission.c);
+ * only the slots it leaves free wake the claims that wait for one.  Returns
+ * the jobs leased, then a row per pair whose job was not completed (its
+ * token is not the job's current lease), with only job_id set.
  */
 Datum
 ij_complete_and_claim(PG_FUNCTION_ARGS)
@@ -372,8 +392,11 @@ ij_complete_and_claim(PG_FUNCTION_ARGS)
 	ArrayType  *ids;
 	ArrayType  *tokens;
 	ReturnSetInfo *rsinfo;
+	IjQueue		queue;
 	int64	   *done;
+	int64		freed;
 	int			ndone;
+	int			used = 0;
 	bool		connected = true;
 	Datum	   *id_values;
 	int			nids;
@@ -388,17 +411,15 @@ ij_complete_and_claim(PG_FUNCTION_ARGS)
 	ij_lease_call_begin();
 	SPI_connect();
 	ij_ensure_loaded();
-	ndone = ij_complete_pairs(ids, tokens, &done);
+	/* an unknown queue is an error, also when nothing is claimed */
+	if (!ij_shared_queue(queue_name, &queue))
+		ij_get_queue(queue_name, &queue, IJ_READ);
+	ndone = ij_complete_pairs(ids, tokens, queue.queue_id, &done, &freed);
 	if (max_jobs > 0)
-		ij_claim_jobs(fcinfo, queue_name, worker_id, max_jobs, &connected);
-	else
-	{
-		IjQueue		queue;
-
-		/* an unknown queue is an error, also when nothing is claimed */
-		if (!ij_shared_queue(queue_name, &queue))
-			ij_get_queue(queue_name, &queue, IJ_READ);
-	}
+		used = ij_claim_jobs(fcinfo, queue_name, worker_id, max_jobs,
+							 &connected);
+	if (freed > used)
+		ij_wake(queue.queue_id, queue.name, IJ_WAKE_SLOTS);
 	SPI_finish();
 
 	/* the pairs that completed nothing */

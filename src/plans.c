@@ -376,7 +376,9 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 	[IJ_PLAN_SKIP_TOKENS] = {
 		/* see "Lease tokens after a crash" in admission.c */
 		"SELECT pg_catalog.setval('immich_jobs.lease_token_seq'::pg_catalog.regclass,"
-		"       pg_catalog.nextval('immich_jobs.lease_token_seq'::pg_catalog.regclass)"
+		"       GREATEST(pg_catalog.nextval('immich_jobs.lease_token_seq'::pg_catalog.regclass),"
+		"                (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())"
+		TIMES "1000000)::pg_catalog.int8)"
 		PLUS "4294967296)",
 		0, {InvalidOid}
 	},
