@@ -78,7 +78,12 @@ export class JobsClient extends EventEmitter {
   /** @internal */
   readonly listener: Listener;
   private readonly batcher: EnqueueBatcher;
-  private readonly workers = new Set<{ close(options: { timeout?: number }): Promise<void> }>();
+  private readonly workers = new Set<{
+    close(options: { timeout?: number }): Promise<void>;
+    connectionTrouble(): void;
+  }>();
+  private resendWindowMs = 2_000;
+  private resendWindowAsked = false;
   private readonly stop = new AbortController();
   private closing: Promise<void> | undefined;
 
@@ -93,7 +98,12 @@ export class JobsClient extends EventEmitter {
       operationTimeout: options.operationTimeout ?? 30_000,
       backoff: options.backoff ?? {},
     };
-    this.driver.onBackgroundError = (err) => this.report(err);
+    this.driver.onBackgroundError = (err) => {
+      this.report(err);
+      for (const worker of this.workers) {
+        worker.connectionTrouble();
+      }
+    };
     this.listener = new Listener(this.driver, (err) => this.report(err), this.settings.backoff);
     this.batcher = new EnqueueBatcher(this);
   }
@@ -107,6 +117,31 @@ export class JobsClient extends EventEmitter {
   queue(name: string): Queue {
     this.assertOpen();
     return new Queue(this, this.batcher, name);
+  }
+
+  /**
+   * How long a completion that committed without waiting for the WAL flush
+   * may still be lost in a crash, in ms: three wal_writer_delay (asked of
+   * the server once), and a second.  2 s until the server has answered.
+   * @internal
+   */
+  get resendWindow(): number {
+    if (!this.resendWindowAsked && !this.settings.synchronousLeaseCommit) {
+      this.resendWindowAsked = true;
+      this.run(`SELECT (extract(epoch FROM pg_catalog.current_setting('wal_writer_delay')::interval)
+                        * 1000)::float8 AS ms`, [], 'idempotent').then(
+        (rows) => {
+          const ms = Number(rows[0]?.['ms']);
+          if (Number.isFinite(ms)) {
+            this.resendWindowMs = 3 * ms + 1_000;
+          }
+        },
+        (err: unknown) => {
+          this.resendWindowAsked = false;
+          this.report(err);
+        });
+    }
+    return this.resendWindowMs;
   }
 
   /** Start a worker that runs `handler` for the jobs of a queue. */

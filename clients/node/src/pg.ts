@@ -16,6 +16,12 @@ export interface PgDriverOptions extends pg.PoolConfig {
   pool?: pg.Pool;
   /** Connection options of the LISTEN connection (default: the pool's). */
   listenConfig?: pg.ClientConfig;
+  /**
+   * Use named prepared statements (default true).  Turn it off behind
+   * PgBouncer in transaction mode older than 1.21 or without
+   * max_prepared_statements.
+   */
+  prepare?: boolean;
 }
 
 /** Defaults for a pool the driver opens. */
@@ -45,7 +51,7 @@ class StatementNames {
  * otherwise), plus one LISTEN connection when the client listens.
  */
 export function pgDriver(options: PgDriverOptions = {}): Driver {
-  const { pool: given, listenConfig, ...config } = options;
+  const { pool: given, listenConfig, prepare = true, ...config } = options;
   const owned = given === undefined;
   const pool = given ?? new pg.Pool({ ...POOL_DEFAULTS, ...config });
   const names = new StatementNames();
@@ -53,7 +59,9 @@ export function pgDriver(options: PgDriverOptions = {}): Driver {
 
   const query = async (runner: pg.Pool | pg.PoolClient, text: string,
     values: readonly SqlValue[]): Promise<Row[]> => {
-    const result = await runner.query<Row>({ name: names.get(text), text, values: values as SqlValue[] });
+    const result = await runner.query<Row>(prepare ?
+      { name: names.get(text), text, values: values as SqlValue[] } :
+      { text, values: values as SqlValue[] });
     return result.rows;
   };
 

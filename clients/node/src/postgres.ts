@@ -40,10 +40,13 @@ export function postgresDriver(given: PostgresDriverOptions = {}): Driver {
   const options = { ...DEFAULTS, ...given.options };
   const owned = given.sql === undefined;
   const sql = given.sql ?? (given.url !== undefined ? postgres(given.url, options) : postgres(options));
+  // prepared statements unless the instance says otherwise (prepare: false,
+  // for PgBouncer in transaction mode)
+  const prepare = sql.options.prepare !== false;
 
   const run = async (runner: postgres.Sql | postgres.TransactionSql, text: string,
     values: readonly SqlValue[]): Promise<Row[]> => {
-    const rows = await runner.unsafe(text, values as postgres.ParameterOrJSON<never>[], { prepare: true });
+    const rows = await runner.unsafe(text, values as postgres.ParameterOrJSON<never>[], { prepare });
     return rows as unknown as Row[];
   };
 

@@ -25,15 +25,16 @@
  * Failures.  A call that fails is retried with backoff, its completions
  * with it, and the failure is reported as an 'error' event: nothing a driver
  * throws escapes.  Completions commit without waiting for the WAL flush
- * (unless synchronousLeaseCommit): after a connection failure the worker
- * sends the completions of the last RESEND_WINDOW ms again, in case a
- * server crash lost them; their tokens make the repeats harmless.
+ * (unless synchronousLeaseCommit): after any connection failure the worker
+ * sends the completions of the last client.resendWindow ms again (three
+ * wal_writer_delay and a second), in case a server crash lost them; their
+ * tokens make the repeats harmless.
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 
-import { Backoff } from './backoff.js';
+import { Backoff, sleep } from './backoff.js';
 import type { JobsClient } from './client.js';
 import type { Row, SqlValue } from './driver.js';
 import { ClosedError, failureKind, InvalidArgumentError, JobsError } from './errors.js';
@@ -145,8 +146,6 @@ interface Completion {
   readonly again: boolean;
 }
 
-/** How long completions are kept to send again after a connection failure. */
-const RESEND_WINDOW = 2_000;
 /** Completions per call, at most. */
 const MAX_COMPLETIONS = 1_000;
 
@@ -159,7 +158,10 @@ export class Worker<P = unknown> extends EventEmitter {
   private readonly synchronous: boolean;
   private readonly claimSql: string;
 
+  /** the jobs whose handlers run, by lease token (a job may run twice, below) */
   private readonly running = new Map<string, Running<P>>();
+  /** the lease this worker holds of each job, by job id */
+  private readonly leases = new Map<string, Running<P>>();
   private done: Completion[] = [];
   /** completions answered lately, as the array literals they were sent as */
   private recent: { at: number; ids: string; tokens: string }[] = [];
@@ -179,6 +181,8 @@ export class Worker<P = unknown> extends EventEmitter {
   private unsubscribe: (() => void) | undefined;
   private closing = false;
   private stopped = false;
+  /** aborted when the worker has stopped: ends the sleeps of retries */
+  private readonly stopping = new AbortController();
   private closed: Promise<void> | undefined;
 
   /** @internal use client.worker() */
@@ -201,7 +205,14 @@ export class Worker<P = unknown> extends EventEmitter {
     if (client.settings.listen) {
       this.unsubscribe = client.listener.subscribe(queue, {
         wake: () => this.wake(),
-        connection: (up) => (up ? this.wake() : this.armPoll()),
+        connection: (up) => {
+          if (up) {
+            this.wake();
+          } else {
+            this.connectionTrouble();
+            this.armPoll();
+          }
+        },
       });
     }
     this.schedulePump();
@@ -328,13 +339,13 @@ export class Worker<P = unknown> extends EventEmitter {
     this.calls--;
     this.asked -= ask;
     const kind = failureKind(err);
-    // unless the database refused the statement, it may have committed
-    const requeue = kind === 'database' ? completions :
-      completions.map((c) => ({ ...c, again: true }));
-    if (kind !== 'database') {
-      requeue.push(...this.forgetRecent());
-    }
+    // only a statement whose connection broke under it may have committed
+    const requeue = kind === 'connection' ?
+      completions.map((c) => ({ ...c, again: true })) : completions;
     this.done = requeue.concat(this.done);
+    if (kind !== 'database') {
+      this.connectionTrouble();
+    }
     this.client.report(err, this);
     this.retryAt = Date.now() + this.backoff.next();
     this.changed();
@@ -347,7 +358,8 @@ export class Worker<P = unknown> extends EventEmitter {
       return;
     }
     const now = Date.now();
-    while (this.recent.length > 0 && this.recent[0]!.at < now - RESEND_WINDOW) {
+    const window = this.client.resendWindow;
+    while (this.recent.length > 0 && this.recent[0]!.at < now - window) {
       this.recent.shift();
     }
     if (ids !== '{}') {
@@ -355,19 +367,23 @@ export class Worker<P = unknown> extends EventEmitter {
     }
   }
 
-  /** The completions of the last RESEND_WINDOW ms, to send again. */
-  private forgetRecent(): Completion[] {
-    const since = Date.now() - RESEND_WINDOW;
-    const items: Completion[] = [];
+  /**
+   * A connection failed (this worker's, the LISTEN connection, an idle one
+   * of the pool): the server may have crashed and lost the completions it
+   * had not flushed yet.  Send those of the last resendWindow ms again.
+   * @internal
+   */
+  connectionTrouble(): void {
+    const since = Date.now() - this.client.resendWindow;
     for (const r of this.recent) {
       if (r.at >= since) {
         const ids = r.ids.slice(1, -1).split(',');
         const tokens = r.tokens.slice(1, -1).split(',');
-        ids.forEach((id, i) => items.push({ id, token: tokens[i]!, again: true }));
+        ids.forEach((id, i) => this.done.push({ id, token: tokens[i]!, again: true }));
       }
     }
     this.recent = [];
-    return items;
+    this.schedulePump();
   }
 
   private armRetry(): void {
@@ -406,7 +422,14 @@ export class Worker<P = unknown> extends EventEmitter {
     const running: Running<P> = {
       job, token: leased.token, dueAt: 0, expiresAt: 0, beating: false, lost: false,
     };
-    this.running.set(job.id, running);
+    // leased again while its handler still runs: the old lease was
+    // reclaimed (a long outage) before a heartbeat could tell
+    const old = this.leases.get(job.id);
+    if (old !== undefined && !old.lost) {
+      this.lose(old);
+    }
+    this.leases.set(job.id, running);
+    this.running.set(running.token, running);
     this.leaseRenewed(running, leased.leaseMs);
     let result: unknown;
     try {
@@ -422,10 +445,12 @@ export class Worker<P = unknown> extends EventEmitter {
 
   private finished(running: Running<P>, error: unknown): void {
     const { job } = running;
-    if (this.running.get(job.id) !== running) {
+    if (!this.running.delete(running.token)) {
       return; // given up by close()
     }
-    this.running.delete(job.id);
+    if (this.leases.get(job.id) === running) {
+      this.leases.delete(job.id);
+    }
     if (!running.lost) {
       if (error === undefined) {
         this.done.push({ id: job.id, token: running.token, again: false });
@@ -497,7 +522,7 @@ export class Worker<P = unknown> extends EventEmitter {
 
   private beat(running: Running<P>): void {
     running.beating = true;
-    const current = (): boolean => this.running.get(running.job.id) === running && !running.lost;
+    const current = (): boolean => this.running.get(running.token) === running && !running.lost;
     this.client.driver.query(sql.heartbeat(this.synchronous), [running.job.id, running.token]).then(
       (rows) => {
         running.beating = false;
@@ -514,6 +539,9 @@ export class Worker<P = unknown> extends EventEmitter {
       (err: unknown) => {
         running.beating = false;
         this.client.report(err, this);
+        if (failureKind(err) !== 'database') {
+          this.connectionTrouble();
+        }
         if (current()) {
           // try again soon: before the lease runs out, and after it too
           const left = running.expiresAt - Date.now();
@@ -546,7 +574,8 @@ export class Worker<P = unknown> extends EventEmitter {
         if (failureKind(err) === 'database' || this.stopped) {
           return undefined;
         }
-        await new Promise((resolve) => setTimeout(resolve, backoff.next()));
+        this.connectionTrouble();
+        await sleep(backoff.next(), this.stopping.signal);
       }
     }
   }
@@ -577,6 +606,7 @@ export class Worker<P = unknown> extends EventEmitter {
       }
     }
     this.running.clear();
+    this.leases.clear();
 
     // what is left to send, for up to timeout ms more
     this.schedulePump();
@@ -584,6 +614,7 @@ export class Worker<P = unknown> extends EventEmitter {
       () => this.done.length === 0 && this.calls === 0 && this.ops.size === 0,
       Date.now() + timeout);
     this.stopped = true;
+    this.stopping.abort();
     clearTimeout(this.retryTimer);
     if (!sent) {
       this.client.report(new JobsError(

@@ -74,17 +74,21 @@ export class Cluster {
   }
 
   /** A driver of the given kind on this server (pool of `max`, default 4). */
-  driver(kind: DriverKind, options: { max?: number; applicationName?: string } = {}): Driver {
+  driver(kind: DriverKind,
+    options: { max?: number; applicationName?: string; prepare?: boolean } = {}): Driver {
     const max = options.max ?? 4;
     const application = options.applicationName ?? 'immich_jobs_test';
+    const prepare = options.prepare ?? true;
     if (kind === 'pg') {
-      return pgDriver({ ...this.pgConfig, max, application_name: application, connectionTimeoutMillis: 2_000 });
+      return pgDriver({
+        ...this.pgConfig, max, application_name: application, connectionTimeoutMillis: 2_000, prepare,
+      });
     }
     return postgresDriver({
       options: {
         host: this.socket, port: this.port, user: 'postgres', database: 'postgres', max,
         connect_timeout: 2, connection: { application_name: application },
-        onnotice: () => undefined,
+        onnotice: () => undefined, prepare,
       },
     });
   }

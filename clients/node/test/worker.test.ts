@@ -157,6 +157,82 @@ for (const kind of DRIVERS) {
       await client.close();
     });
 
+    it('aborts a job that is leased again while its handler still runs', async () => {
+      const client = new JobsClient({ driver: server.cluster.driver(kind), listen: false, pollInterval: 50 });
+      const q = client.queue(name('again'));
+      await q.create({ concurrency: 2, leaseTimeout: 60_000 });
+      const id = await q.enqueue('long');
+      const started: Job[] = [];
+      let running = 0;
+      let most = 0;
+      const worker = client.worker(q.name, async (job) => {
+        started.push(job);
+        running++;
+        most = Math.max(most, running);
+        await new Promise((resolve) => job.signal.addEventListener('abort', resolve));
+        running--;
+      }, { concurrency: 2 });
+      const lost: Job[] = [];
+      worker.on('lost', (job) => lost.push(job));
+      await waitFor(() => started.length === 1, 'the job to start');
+      // its lease expires behind the worker's back (an outage longer than
+      // the lease), and the reaper puts it back at the head of the queue
+      await server.cluster.sql(`UPDATE immich_jobs.job SET lease_expires_at = now() - interval '1 s'
+                                 WHERE job_id = $1`, [id]);
+      await server.cluster.sql('SELECT immich_jobs.reap()');
+      await waitFor(() => started.length === 2, 'the job to be leased again');
+      assert.equal(started[1]!.attempt, 2);
+      assert.deepEqual(lost, [started[0]], 'the first run lost its lease');
+      assert.ok(started[0]!.signal.reason instanceof LeaseLostError);
+      assert.equal(worker.active, 1, 'the first run ended on its abort');
+      await q.enqueue('other');
+      await waitFor(() => started.length === 3, 'the other job to start');
+      assert.ok(most <= 2, `never more than 2 at once (${most})`);
+      await worker.close({ timeout: 100 });
+      await client.close();
+    });
+
+    it('sends recent completions again when a connection fails', async () => {
+      const driver = recording(server.cluster.driver(kind));
+      const client = new JobsClient({ driver, pollInterval: 50 });
+      const q = client.queue(name('resend'));
+      await q.create({ concurrency: 10 });
+      const ids = await q.enqueueMany([{ name: 'a' }, { name: 'b' }]).then(async () =>
+        (await q.jobs()).map((j) => j.id));
+      let done = 0;
+      const worker = client.worker(q.name, () => { done++; }, { concurrency: 2 });
+      const refused: string[] = [];
+      worker.on('refused', (jobId) => refused.push(jobId));
+      await waitFor(async () => done === 2 && (await q.counts()).completed === 2, 'both jobs');
+      const before = driver.statements.length;
+      // the LISTEN connection breaks (as in a crash): completions that may
+      // not have reached the disk yet are sent again
+      await server.cluster.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                                 WHERE query LIKE 'LISTEN%' AND backend_type = 'client backend'`);
+      await waitFor(() => driver.statements.slice(before).some((s) =>
+        s.text.includes('complete_and_claim') && ids.every((id) => String(s.values[3]).includes(id))),
+      'the completions to be sent again');
+      await worker.close();
+      assert.deepEqual(refused, [], 'their refusal (they were completed) is not reported');
+      await client.close();
+    });
+
+    it('works without prepared statements (PgBouncer in transaction mode)', async () => {
+      const client = new JobsClient({
+        driver: server.cluster.driver(kind, { prepare: false }), listen: false, pollInterval: 50,
+      });
+      const q = client.queue(name('noprepare'));
+      await q.create({ concurrency: 4 });
+      await q.enqueueMany(Array.from({ length: 50 }, () => ({ name: 'n' })));
+      await Promise.all([q.enqueue('single'), q.enqueue('single')]);
+      let done = 0;
+      const worker = client.worker(q.name, () => { done++; }, { concurrency: 4 });
+      await waitFor(() => done === 52, 'every job to run');
+      await worker.close();
+      assert.equal((await q.counts()).completed, 52);
+      await client.close();
+    });
+
     it('reports a refused completion', async () => {
       const client = new JobsClient({ driver: server.cluster.driver(kind), listen: false });
       const q = client.queue(name('refused'));
