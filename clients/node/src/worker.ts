@@ -300,6 +300,8 @@ export class Worker<P = unknown> extends EventEmitter {
     this.asked += ask;
     this.client.driver.query(this.claimSql, [this.queue, this.workerId, ask, ids, tokens]).then(
       (rows) => {
+        this.calls--;
+        this.asked -= ask;
         this.remember(ids, tokens);
         this.answered(completions, ask, seq, rows);
       },
@@ -308,8 +310,6 @@ export class Worker<P = unknown> extends EventEmitter {
   }
 
   private answered(completions: Completion[], ask: number, seq: number, rows: Row[]): void {
-    this.calls--;
-    this.asked -= ask;
     this.backoff.reset();
     this.retryAt = 0;
     const { jobs, refused } = sql.readClaim(rows);
