@@ -20,6 +20,7 @@ export class ChildWorker {
 		this.process = fork(fileURLToPath(new URL('./child.js', import.meta.url)), [], {
 			env: { ...process.env, BENCH_CHILD: JSON.stringify(spec) },
 			stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+			execArgv: [...process.execArgv, '--expose-gc'],
 			serialization: 'advanced',
 		});
 		this.process.on('message', (m: ChildMessage) => {

@@ -27,7 +27,7 @@ export type ChildMessage =
 	| { type: 'ready' }
 	| { type: 'progress'; ended: number; distinct: number; errors: number }
 	| { type: 'milestone'; at: number }
-	| { type: 'all-seen'; at: number }
+	| { type: 'all-seen'; at: number; heapUsedMb: number; heapTotalMb: number }
 	| { type: 'report'; ended: number; distinct: number; errorCount: number; errors: string[];
 		executions: Array<[number, number, number]> };
 
@@ -49,7 +49,14 @@ async function main(): Promise<void> {
 		ended++;
 		if (spec.record) executions.push([i, start, wall()]);
 		if (ended === spec.milestone) send({ type: 'milestone', at: wall() });
-		if (distinct === spec.total && seen[i] === 1) send({ type: 'all-seen', at: wall() });
+		if (distinct === spec.total && seen[i] === 1) {
+			// the heap in use once garbage is collected (the child runs with
+			// --expose-gc), against what V8 has grown its heap to
+			const at = wall();
+			const heapTotalMb = process.memoryUsage().heapTotal / 1048576;
+			(globalThis as { gc?: () => void }).gc?.();
+			send({ type: 'all-seen', at, heapUsedMb: process.memoryUsage().heapUsed / 1048576, heapTotalMb });
+		}
 	};
 	const worker = sys.work(spec.queue, handler, spec.concurrency);
 	const progress = setInterval(() => send({ type: 'progress', ended, distinct, errors: sys.errors.length }), 100);

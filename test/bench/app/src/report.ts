@@ -228,6 +228,11 @@ export function buildRows(raw: RawRun[], cfg: Config): Row[] {
 	const nm = fmtInt(cfg.memoryJobs);
 	atMost(`memory: worker process RSS growth draining ${nm} jobs: immich_jobs`,
 		res.med('memory', 'immich_jobs', 'growth_mb'), 'MB', 20, '20 MB', true, res.why('memory', 'immich_jobs'));
+	const heapTotal = res.med('memory', 'immich_jobs', 'heap_total_mb');
+	atMost(`memory: immich_jobs worker's heap in use after a full GC at the end`,
+		res.med('memory', 'immich_jobs', 'heap_used_after_gc_mb'), 'MB', heapTotal ?? 0,
+		`heap V8 had grown to = ${heapTotal === null ? 'n/a' : heapTotal.toFixed(1)} MB`, false,
+		res.why('memory', 'immich_jobs'));
 	if (cfg.memoryBullmq) {
 		atMost(`memory: the same for BullMQ`, res.med('memory', 'bullmq', 'growth_mb'), 'MB', 20, '20 MB', false,
 			res.why('memory', 'bullmq'));

@@ -11,6 +11,8 @@ import { fill, withDeadline } from './common.js';
 export interface MemoryResult {
 	jobs: number; seconds: number; rate: number; samples: number;
 	rss_baseline_mb: number; rss_peak_mb: number; rss_end_mb: number; growth_mb: number;
+	/** the heap in use after a full GC at the end, and the heap V8 had grown to */
+	heap_used_after_gc_mb: number; heap_total_mb: number;
 }
 
 function rssKb(pid: number): number | undefined {
@@ -52,7 +54,7 @@ export async function memory(ctx: Context, name: SystemName): Promise<MemoryResu
 		await withDeadline(child.next('milestone'), 900_000, () => `${child.ended} of ${n} jobs ran`);
 		sample();
 		baseline = last;
-		await withDeadline(done, 1_800_000, () => `${child.distinct} of ${n} jobs ran`);
+		const seen = await withDeadline(done, 1_800_000, () => `${child.distinct} of ${n} jobs ran`);
 		const s = (performance.now() - t0) / 1000;
 		sample();
 		clearInterval(timer);
@@ -62,6 +64,7 @@ export async function memory(ctx: Context, name: SystemName): Promise<MemoryResu
 			jobs: n, seconds: s, rate: n / s, samples,
 			rss_baseline_mb: mb(baseline), rss_peak_mb: mb(peak), rss_end_mb: mb(last),
 			growth_mb: mb(peak - baseline),
+			heap_used_after_gc_mb: seen.heapUsedMb, heap_total_mb: seen.heapTotalMb,
 		};
 	} finally {
 		clearInterval(timer);
