@@ -119,40 +119,44 @@ ij_worker_id_arg(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
- * Lease up to max_jobs jobs of a queue to a worker, adding a row per job to
- * the result set; returns how many.  *connected says whether the caller is inside SPI; a
- * claim that admission refuses in shared memory runs no statement at all,
- * so this connects only when it must (and leaves it to the caller to
- * finish).
+ * Look up the queue a claim admits by.  Admission follows the settings
+ * committed last, whatever the isolation level: a claim in an older
+ * REPEATABLE READ snapshot must not admit by a concurrency or a pause that
+ * has since changed.  Shared memory has them (then a claim that is refused
+ * runs no statement at all); else read the queue's row with the latest
+ * snapshot, or lock it without the preload.  *connected says whether the
+ * caller is inside SPI; this connects only when it must (and leaves it to
+ * the caller to finish).
+ */
+static void
+ij_claim_queue(const char *queue_name, IjQueue *queue, bool *connected)
+{
+	if (ij_shared_queue(queue_name, queue))
+		return;
+	if (!*connected)
+		SPI_connect();
+	*connected = true;
+	ij_ensure_loaded();
+	ij_get_queue(queue_name, queue,
+				 ij_shmem_active() ? IJ_READ_LATEST : IJ_READ_LOCK);
+}
+
+/*
+ * Lease up to max_jobs jobs of a queue (looked up by ij_claim_queue) to a
+ * worker, adding a row per job to the result set; returns how many.
+ * *connected as for ij_claim_queue.
  */
 static int
-ij_claim_jobs(FunctionCallInfo fcinfo, const char *queue_name,
-			  text *worker_id, int max_jobs, bool *connected)
+ij_claim_jobs(FunctionCallInfo fcinfo, IjQueue *queue, text *worker_id,
+			  int max_jobs, bool *connected)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	IjQueue		queue;
 	IjAdmission adm;
 	int			used = 0;
 	int32		last_priority = 0;
 	int64		last_job_id = 0;
 
-	/*
-	 * Admission follows the settings committed last, whatever the isolation
-	 * level: a claim in an older REPEATABLE READ snapshot must not admit by a
-	 * concurrency or a pause that has since changed.  Shared memory has them
-	 * (then a claim that is refused runs no statement at all); else read the
-	 * queue's row with the latest snapshot, or lock it without the preload.
-	 */
-	if (!ij_shared_queue(queue_name, &queue))
-	{
-		if (!*connected)
-			SPI_connect();
-		*connected = true;
-		ij_ensure_loaded();
-		ij_get_queue(queue_name, &queue,
-					 ij_shmem_active() ? IJ_READ_LATEST : IJ_READ_LOCK);
-	}
-	ij_admit(&queue, max_jobs, &adm);
+	ij_admit(queue, max_jobs, &adm);
 	if (!adm.shared)
 	{
 		/* no shared state for this queue: take turns on its row */
@@ -160,8 +164,13 @@ ij_claim_jobs(FunctionCallInfo fcinfo, const char *queue_name,
 			SPI_connect();
 		*connected = true;
 		if (ij_shmem_active())
-			ij_get_queue(queue_name, &queue, IJ_READ_LOCK);
-		adm.granted = ij_admit_unshared(&queue, max_jobs);
+		{
+			char		name[IJ_QUEUE_NAME_MAX + 1];
+
+			strlcpy(name, queue->name, sizeof(name));
+			ij_get_queue(name, queue, IJ_READ_LOCK);
+		}
+		adm.granted = ij_admit_unshared(queue, max_jobs);
 	}
 
 	if (adm.granted > 0)
@@ -173,11 +182,11 @@ ij_claim_jobs(FunctionCallInfo fcinfo, const char *queue_name,
 		*connected = true;
 
 		/* promoted jobs may sort before the cursor: scan from the head */
-		if (adm.promote && ij_promote_due(queue.queue_id, queue.name) > 0)
+		if (adm.promote && ij_promote_due(queue->queue_id, queue->name) > 0)
 			adm.start = ij_pos_start;
-		values[0] = Int32GetDatum(queue.queue_id);
+		values[0] = Int32GetDatum(queue->queue_id);
 		values[1] = Int32GetDatum(adm.granted);
-		values[2] = IntervalPGetDatum(&queue.lease_timeout);
+		values[2] = IntervalPGetDatum(&queue->lease_timeout);
 		values[3] = PointerGetDatum(worker_id);
 		values[4] = Int64GetDatum(adm.start.np);
 		values[5] = Int64GetDatum(adm.start.id);
@@ -194,11 +203,11 @@ ij_claim_jobs(FunctionCallInfo fcinfo, const char *queue_name,
 			last_job_id = DatumGetInt64(row[0]);
 			last_priority = DatumGetInt32(row[6]);
 		}
-		ij_count_move(queue.queue_id, IJ_WAITING, IJ_ACTIVE, used);
+		ij_count_move(queue->queue_id, IJ_WAITING, IJ_ACTIVE, used);
 	}
-	ij_admit_done(&queue, &adm, used, last_priority, last_job_id);
+	ij_admit_done(queue, &adm, used, last_priority, last_job_id);
 	if (adm.self_notify)
-		Async_Notify(IJ_CHANNEL, queue.name);
+		Async_Notify(IJ_CHANNEL, queue->name);
 	return used;
 }
 
@@ -208,6 +217,7 @@ ij_claim(PG_FUNCTION_ARGS)
 {
 	char	   *queue_name = ij_queue_name_arg(fcinfo, 0);
 	text	   *worker_id = ij_worker_id_arg(fcinfo, 1);
+	IjQueue		queue;
 	bool		connected = false;
 
 	ij_require_arg(fcinfo, 2, "max_jobs");
@@ -215,7 +225,8 @@ ij_claim(PG_FUNCTION_ARGS)
 	ij_init_srf(fcinfo);
 
 	ij_lease_call_begin();
-	(void) ij_claim_jobs(fcinfo, queue_name, worker_id, PG_GETARG_INT32(2),
+	ij_claim_queue(queue_name, &queue, &connected);
+	(void) ij_claim_jobs(fcinfo, &queue, worker_id, PG_GETARG_INT32(2),
 						 &connected);
 	if (connected)
 		SPI_finish();
@@ -412,12 +423,13 @@ ij_complete_and_claim(PG_FUNCTION_ARGS)
 	SPI_connect();
 	ij_ensure_loaded();
 	/* an unknown queue is an error, also when nothing is claimed */
-	if (!ij_shared_queue(queue_name, &queue))
+	if (max_jobs > 0)
+		ij_claim_queue(queue_name, &queue, &connected);
+	else if (!ij_shared_queue(queue_name, &queue))
 		ij_get_queue(queue_name, &queue, IJ_READ);
 	ndone = ij_complete_pairs(ids, tokens, queue.queue_id, &done, &freed);
 	if (max_jobs > 0)
-		used = ij_claim_jobs(fcinfo, queue_name, worker_id, max_jobs,
-							 &connected);
+		used = ij_claim_jobs(fcinfo, &queue, worker_id, max_jobs, &connected);
 	if (freed > used)
 		ij_wake(queue.queue_id, queue.name, IJ_WAKE_SLOTS);
 	SPI_finish();
