@@ -5,16 +5,17 @@
  * Coalescing has no timer, so it adds no latency: the calls made in the
  * same synchronous stretch of code (a loop, a Promise.all), and those made
  * while the queue's previous statement is in flight, go in the next
- * statement (at most 1,000 jobs each, one statement in flight per queue).  Each job still goes through immich_jobs.enqueue(), so each
- * caller gets its own job's id (or, with a dedup key, the id of the job
- * that has it).  One transaction, one WAL flush for them all: that is what
- * makes many concurrent enqueues cheap.  If the statement fails for a
- * reason of the database, the jobs are sent again one at a time, so that
- * only the bad job's caller gets the error.
+ * statement (at most 1,000 jobs each, one statement in flight per queue); a
+ * lone call is a batch of one.  Each job still goes through
+ * immich_jobs.enqueue(), so each caller gets its own job's id (or, with a
+ * dedup key, the id of the job that has it).  One transaction, one WAL
+ * flush for them all: that is what makes many concurrent enqueues cheap.
+ * If the statement fails for a reason of the database, the jobs are sent
+ * again one at a time, so that only the bad job's caller gets the error.
  */
 import type { JobsClient } from './client.js';
 import { DatabaseError, InvalidArgumentError } from './errors.js';
-import { ENQUEUE, ENQUEUE_EACH, readText, timestamp } from './sql.js';
+import { ENQUEUE_EACH, readText } from './sql.js';
 
 /** Options of one job. */
 export interface EnqueueOptions {
@@ -94,7 +95,6 @@ export function jobJson(job: JobInput): string {
 }
 
 interface Pending {
-  readonly job: JobInput;
   readonly json: string;
   resolve(id: string): void;
   reject(error: unknown): void;
@@ -126,7 +126,7 @@ export class EnqueueBatcher {
       this.queues.set(queue, state);
     }
     const result = new Promise<string>((resolve, reject) => {
-      state.pending.push({ job, json, resolve, reject });
+      state.pending.push({ json, resolve, reject });
     });
     this.schedule(queue, state);
     return result;
@@ -168,35 +168,21 @@ export class EnqueueBatcher {
     this.inFlight.add(done);
   }
 
+  /**
+   * Enqueue a batch in one statement.  If the database refuses it, send its
+   * jobs again one at a time, so that only the bad job's caller fails.
+   */
   private async sendBatch(queue: string, batch: Pending[]): Promise<void> {
-    if (batch.length === 1) {
-      await this.sendOne(queue, batch[0]!);
-      return;
-    }
     try {
       const rows = await this.client.run(ENQUEUE_EACH,
         [queue, `[${batch.map((p) => p.json).join(',')}]`], 'idempotent');
       batch.forEach((p, i) => p.resolve(readText(rows[i]!, 'id')));
     } catch (err) {
-      if (!(err instanceof DatabaseError)) {
+      if (batch.length === 1 || !(err instanceof DatabaseError)) {
         batch.forEach((p) => p.reject(err));
         return;
       }
-      // a database error: find whose, one at a time
-      await Promise.all(batch.map((p) => this.sendOne(queue, p)));
-    }
-  }
-
-  private async sendOne(queue: string, p: Pending): Promise<void> {
-    try {
-      const { job } = p;
-      const rows = await this.client.run(ENQUEUE, [
-        queue, job.name, JSON.stringify(job.payload ?? {}), job.priority ?? 0,
-        timestamp(job.runAt), job.dedupKey ?? null, job.maxAttempts ?? null,
-      ], 'idempotent');
-      p.resolve(readText(rows[0]!, 'id'));
-    } catch (err) {
-      p.reject(err);
+      await Promise.all(batch.map((p) => this.sendBatch(queue, [p])));
     }
   }
 }

@@ -65,10 +65,6 @@ export function release(synchronous: boolean): string {
   FROM immich_jobs.release(${firstArg('int8', synchronous)}, $2::text::int8) r`;
 }
 
-/** one job: $1 queue, $2 name, $3 payload, $4 priority, $5 run_at, $6 dedup_key, $7 max_attempts */
-export const ENQUEUE = `SELECT immich_jobs.enqueue($1::text, $2::text, $3::text::jsonb, $4::text::int4,
-       $5::text::timestamptz, $6::text, $7::text::int4)::text AS id`;
-
 /**
  * Jobs given as a JSON array in one statement, each through enqueue(), so
  * that each gets its own id (or its dedup key's job's): $1 queue, $2 jobs.
@@ -117,11 +113,6 @@ export const JOBS = `SELECT job_id::text AS id, job_name AS name, state, priorit
 /** A PostgreSQL array literal of bigints given as strings. */
 export function bigintArray(values: readonly string[]): string {
   return `{${values.join(',')}}`;
-}
-
-/** A parameter for a Date, or NULL. */
-export function timestamp(value: Date | undefined): SqlValue {
-  return value === undefined ? null : value.toISOString();
 }
 
 /** Seconds of an interval given in milliseconds, or NULL. */
