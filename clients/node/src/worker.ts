@@ -156,7 +156,8 @@ export class Worker<P = unknown> extends EventEmitter {
   private readonly maxCalls: number;
   private readonly closeTimeout: number;
   private readonly synchronous: boolean;
-  private readonly claimSql: string;
+  /** the statements, made for this worker's commit setting once */
+  private readonly statements: { claim: string; heartbeat: string; fail: string; release: string };
 
   /** the jobs whose handlers run, by lease token (a job may run twice, below) */
   private readonly running = new Map<string, Running<P>>();
@@ -200,7 +201,12 @@ export class Worker<P = unknown> extends EventEmitter {
     this.workerId = options.workerId ??
       `${hostname()}:${process.pid}:${queue}:${randomBytes(4).toString('hex')}`;
     this.synchronous = client.settings.synchronousLeaseCommit;
-    this.claimSql = sql.completeAndClaim(this.synchronous);
+    this.statements = {
+      claim: sql.completeAndClaim(this.synchronous),
+      heartbeat: sql.heartbeat(this.synchronous),
+      fail: sql.fail(this.synchronous),
+      release: sql.release(this.synchronous),
+    };
     this.backoff = new Backoff(client.settings.backoff);
     if (client.settings.listen) {
       this.unsubscribe = client.listener.subscribe(queue, {
@@ -298,7 +304,7 @@ export class Worker<P = unknown> extends EventEmitter {
     const tokens = sql.bigintArray(completions.map((c) => c.token));
     this.calls++;
     this.asked += ask;
-    this.client.driver.query(this.claimSql, [this.queue, this.workerId, ask, ids, tokens]).then(
+    this.client.driver.query(this.statements.claim, [this.queue, this.workerId, ask, ids, tokens]).then(
       (rows) => {
         this.calls--;
         this.asked -= ask;
@@ -467,7 +473,7 @@ export class Worker<P = unknown> extends EventEmitter {
 
   private async fail(running: Running<P>, error: unknown): Promise<void> {
     const message = error instanceof Error ? error.message : String(error);
-    const rows = await this.retrying(sql.fail(this.synchronous),
+    const rows = await this.retrying(this.statements.fail,
       [running.job.id, running.token, message]);
     if (rows !== undefined) {
       const outcome = rows[0]?.['outcome'];
@@ -477,7 +483,7 @@ export class Worker<P = unknown> extends EventEmitter {
   }
 
   private async release(id: string, token: string): Promise<void> {
-    await this.retrying(sql.release(this.synchronous), [id, token]);
+    await this.retrying(this.statements.release, [id, token]);
   }
 
   // ---- heartbeats: one timer for every running job -----------------------
@@ -523,7 +529,7 @@ export class Worker<P = unknown> extends EventEmitter {
   private beat(running: Running<P>): void {
     running.beating = true;
     const current = (): boolean => this.running.get(running.token) === running && !running.lost;
-    this.client.driver.query(sql.heartbeat(this.synchronous), [running.job.id, running.token]).then(
+    this.client.driver.query(this.statements.heartbeat, [running.job.id, running.token]).then(
       (rows) => {
         running.beating = false;
         if (!current()) {
