@@ -13,15 +13,16 @@ OBJS = \
 	src/worker.o
 
 EXTENSION = immich_jobs
-DATA = sql/immich_jobs--1.0.sql sql/immich_jobs--1.0--1.1.sql
+DATA = sql/immich_jobs--1.0.sql sql/immich_jobs--1.0--1.1.sql \
+	sql/immich_jobs--1.1--1.2.sql
 PGFILEDESC = "immich_jobs - durable job queue for Immich"
 
 # pg_regress tests: sql/<name>.sql, expected/<name>.out
-REGRESS = install queues enqueue enqueue_many enqueue_many_bulk lease complete_and_claim admin errors search_path
+REGRESS = install queues enqueue enqueue_many enqueue_many_bulk lease complete_and_claim bullmq admin errors search_path
 REGRESS_OPTS = --inputdir=.
 
 # isolation tests: test/isolation/specs/<name>.spec, .../expected/<name>.out
-ISOLATION = claim-race admission complete-reap cancel-complete pause-claim dedup-race wakeup heartbeat-release bulk-reindex rr-claim-cursor recreate-rollback enqueue-drop complete-claim
+ISOLATION = claim-race admission complete-reap cancel-complete pause-claim dedup-race wakeup heartbeat-release bulk-reindex rr-claim-cursor recreate-rollback enqueue-drop complete-claim dedup-kept
 ISOLATION_OPTS = --inputdir=test/isolation
 
 # TAP tests (PostgreSQL::Test::Cluster): test/t/*.pl

@@ -70,6 +70,7 @@ struct IjBulk
 	TupleDesc	tupdesc;		/* unpinned copy, for the slots */
 	Oid			seqid;
 	AttrNumber	attnum[NUM_COLS];
+	AttrNumber	kept_attnum;	/* dedup_kept (1.2), InvalidAttrNumber before */
 	int			nslots;
 	TupleTableSlot *slots[IJ_BATCH_SIZE];
 };
@@ -133,6 +134,7 @@ ij_bulk_begin(Oid relid)
 		elog(ERROR, "sequence immich_jobs.job_id_seq does not exist");
 	for (int c = 0; c < NUM_COLS; c++)
 		bulk->attnum[c] = attnameAttNum(bulk->rel, col_names[c], false);
+	bulk->kept_attnum = attnameAttNum(bulk->rel, "dedup_kept", false);
 	return bulk;
 }
 
@@ -173,6 +175,12 @@ ij_bulk_add(IjBulk *bulk, int32 queue_id, char state, int32 priority,
 	{
 		slot->tts_values[bulk->attnum[c] - 1] = values[c];
 		slot->tts_isnull[bulk->attnum[c] - 1] = false;
+	}
+	/* jobs added in bulk have no dedup key */
+	if (bulk->kept_attnum != InvalidAttrNumber)
+	{
+		slot->tts_values[bulk->kept_attnum - 1] = BoolGetDatum(false);
+		slot->tts_isnull[bulk->kept_attnum - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
 

@@ -24,6 +24,7 @@
 #include "utils/fmgrprotos.h"
 #include "mb/pg_wchar.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
@@ -45,6 +46,7 @@ typedef struct IjNewJob
 	text	   *name;
 	Jsonb	   *payload;
 	text	   *dedup_key;		/* NULL if none */
+	bool		dedup_kept;		/* dedup_mode 'kept' rather than 'unstarted' */
 } IjNewJob;
 
 /* enqueue_many's batch of rows not yet written */
@@ -126,9 +128,42 @@ ij_set_run_at(IjNewJob *job, bool given, TimestampTz run_at)
 }
 
 /*
+ * Read a dedup mode: 'unstarted' (the default) or 'kept'.  index is the
+ * element of enqueue_many's array, or -1 for enqueue().
+ */
+static bool
+ij_parse_dedup_mode(const char *mode, int len, int index)
+{
+	if (len == 9 && strncmp(mode, "unstarted", len) == 0)
+		return false;
+	if (len == 4 && strncmp(mode, "kept", len) == 0)
+	{
+		/* the library may be newer than the extension's objects */
+		if (get_attnum(ij_job_relid(), "dedup_kept") == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("dedup mode \"kept\" needs version 1.2 of extension \"immich_jobs\""),
+					 errhint("Run ALTER EXTENSION immich_jobs UPDATE.")));
+		return true;
+	}
+	if (index < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid dedup mode \"%.*s\"", len, mode),
+				 errhint("The modes are \"unstarted\" and \"kept\".")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid element %d of the jobs array", index),
+			 errdetail("Invalid dedup mode \"%.*s\".", len, mode),
+			 errhint("The modes are \"unstarted\" and \"kept\".")));
+	return false;				/* keep compiler quiet */
+}
+
+/*
  * Insert one job.  With a dedup key that a job of the queue that has not
- * started already has, insert nothing and return that job's id, with
- * *added set to false.
+ * started already has (or, in mode 'kept', a job of the queue that is
+ * waiting, delayed, active or failed and was enqueued in that mode), insert
+ * nothing and return that job's id, with *added set to false.
  */
 static int64
 ij_insert_job(const IjQueue *queue, IjNewJob *job, bool *added)
@@ -165,12 +200,14 @@ ij_insert_job(const IjQueue *queue, IjNewJob *job, bool *added)
 	for (int try = 0; try < IJ_DEDUP_TRIES; try++)
 	{
 		/* free every result, empty ones too: this may run 100,000 times */
-		if (ij_execute(IJ_PLAN_JOB_INSERT_DEDUP, values, NULL, 1) == 1)
+		if (ij_execute(job->dedup_kept ? IJ_PLAN_JOB_INSERT_KEPT :
+					   IJ_PLAN_JOB_INSERT_DEDUP, values, NULL, 1) == 1)
 			*added = true;
 		else
 		{
 			SPI_freetuptable(SPI_tuptable);
-			if (ij_execute(IJ_PLAN_JOB_FIND_DEDUP, find, NULL, 1) == 1)
+			if (ij_execute(job->dedup_kept ? IJ_PLAN_JOB_FIND_KEPT :
+						   IJ_PLAN_JOB_FIND_DEDUP, find, NULL, 1) == 1)
 				*added = false;
 			else
 			{
@@ -193,7 +230,9 @@ ij_insert_job(const IjQueue *queue, IjNewJob *job, bool *added)
 
 /*
  * enqueue(queue_name, job_name, payload, priority, run_at, dedup_key,
- *		   max_attempts)
+ *		   max_attempts, dedup_mode)
+ *
+ * dedup_mode came with 1.2: the 1.0 and 1.1 definitions pass seven arguments.
  */
 Datum
 ij_enqueue(PG_FUNCTION_ARGS)
@@ -224,6 +263,16 @@ ij_enqueue(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(6))
 		ij_check_int_range("max_attempts", PG_GETARG_INT32(6), 1,
 						   IJ_ATTEMPTS_MAX);
+	job.dedup_kept = false;
+	if (PG_NARGS() > 7)
+	{
+		text	   *mode;
+
+		ij_require_arg(fcinfo, 7, "dedup_mode");
+		mode = PG_GETARG_TEXT_PP(7);
+		job.dedup_kept = ij_parse_dedup_mode(VARDATA_ANY(mode),
+											 VARSIZE_ANY_EXHDR(mode), -1);
+	}
 
 	SPI_connect();
 	ij_open_queue_for_enqueue(queue_name, &queue);
@@ -334,6 +383,7 @@ ij_read_element(int index, JsonbValue *elem, const IjQueue *queue,
 	job->priority = 0;
 	job->max_attempts = queue->max_attempts;
 	job->dedup_key = NULL;
+	job->dedup_kept = false;
 
 	it = JsonbIteratorInit(elem->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
@@ -385,12 +435,19 @@ ij_read_element(int index, JsonbValue *elem, const IjQueue *queue,
 			job->dedup_key = cstring_to_text_with_len(v.val.string.val,
 													  v.val.string.len);
 		}
+		else if (strcmp(key, "dedup_mode") == 0)
+		{
+			if (v.type != jbvString)
+				ij_bad_element(index, key, "a string", &v);
+			job->dedup_kept = ij_parse_dedup_mode(v.val.string.val,
+												  v.val.string.len, index);
+		}
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid element %d of the jobs array", index),
 					 errdetail("Unknown key \"%s\".", key),
-					 errhint("The keys are \"name\", \"payload\", \"priority\", \"run_at\", \"dedup_key\" and \"max_attempts\".")));
+					 errhint("The keys are \"name\", \"payload\", \"priority\", \"run_at\", \"dedup_key\", \"dedup_mode\" and \"max_attempts\".")));
 	}
 
 	if (job->name == NULL)

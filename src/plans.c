@@ -47,6 +47,9 @@
 #define NOT_STARTED \
 	" dedup_key IS NOT NULL AND started_at IS NULL" \
 	" AND state" EQ "ANY ('{w,d}'::pg_catalog.\"char\"[]) "
+#define KEPT \
+	" dedup_key IS NOT NULL AND dedup_kept" \
+	" AND state" EQ "ANY ('{w,d,a,f}'::pg_catalog.\"char\"[]) "
 #define NEG_PRIORITY " (OPERATOR(pg_catalog.-) priority::pg_catalog.int8) "
 #define LAST_ATTEMPT " j.attempt" GE "j.max_attempts "
 /* retry_in ($4), else retry_backoff * 2^(attempt - 1), at most 7 days */
@@ -186,6 +189,28 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 	[IJ_PLAN_JOB_FIND_DEDUP] = {
 		"SELECT job_id FROM immich_jobs.job"
 		" WHERE queue_id" EQ "$1 AND dedup_key" EQ "$2 AND" NOT_STARTED,
+		2, {INT4OID, TEXTOID}
+	},
+	/*
+	 * dedup_mode 'kept' (1.2): the key is blocked while a job with it is
+	 * waiting, delayed, active or failed.  The insert has no conflict target,
+	 * so that it also yields to a job of mode 'unstarted' that has not
+	 * started (job_dedup_idx) besides a job of mode 'kept' (job_dedup_kept_idx).
+	 */
+	[IJ_PLAN_JOB_INSERT_KEPT] = {
+		"INSERT INTO immich_jobs.job"
+		"       (job_id, queue_id, state, priority, run_at, max_attempts,"
+		"        job_name, payload, dedup_key, dedup_kept, created_at, attempt)"
+		"VALUES (" NEXT_JOB_ID ", $1, $2, $3, $4, $5, $6, $7, $8, true," NOW ", 0)"
+		"    ON CONFLICT DO NOTHING"
+		" RETURNING job_id",
+		8, {INT4OID, CHAROID, INT4OID, TIMESTAMPTZOID, INT4OID, TEXTOID, JSONBOID, TEXTOID}
+	},
+	[IJ_PLAN_JOB_FIND_KEPT] = {
+		"SELECT job_id FROM immich_jobs.job"
+		" WHERE queue_id" EQ "$1 AND dedup_key" EQ "$2"
+		"   AND ((" KEPT ") OR (" NOT_STARTED "))"
+		" ORDER BY job_id LIMIT 1",
 		2, {INT4OID, TEXTOID}
 	},
 	[IJ_PLAN_PROMOTE] = {
@@ -372,6 +397,19 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"   AND o.state" EQ "ANY ('{w,d,a}'::pg_catalog.\"char\"[])"
 		" RETURNING j.queue_id, o.state",
 		1, {INT8OID}
+	},
+	[IJ_PLAN_CANCEL_KEY] = {
+		/* a job claimed meanwhile is active: the re-check leaves it alone */
+		"WITH o AS (SELECT job_id, state FROM immich_jobs.job"
+		"            WHERE queue_id" EQ "$1 AND dedup_key" EQ "$2"
+		"              AND state" EQ "ANY ('{w,d,f}'::pg_catalog.\"char\"[])"
+		"              FOR UPDATE)"
+		"UPDATE immich_jobs.job j"
+		"   SET state =" CHAR("x") ", finished_at =" NOW
+		"  FROM o"
+		" WHERE j.job_id" EQ "o.job_id"
+		" RETURNING j.job_id, o.state, j.payload",
+		2, {INT4OID, TEXTOID}
 	},
 	[IJ_PLAN_SKIP_TOKENS] = {
 		/* see "Lease tokens after a crash" in admission.c */

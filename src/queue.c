@@ -3,7 +3,8 @@
  * queue.c
  *	  Queues and their administration: create_queue, alter_queue,
  *	  set_concurrency, pause_queue, resume_queue, drop_queue, retry_failed,
- *	  clear, cancel, and the counts behind the queue_counts view.
+ *	  clear, drain, cancel, cancel_by_key, job_counts, and the counts behind
+ *	  the queue_counts view.
  *
  * src/queue.c
  *
@@ -31,8 +32,11 @@ PG_FUNCTION_INFO_V1(ij_resume_queue);
 PG_FUNCTION_INFO_V1(ij_drop_queue);
 PG_FUNCTION_INFO_V1(ij_retry_failed);
 PG_FUNCTION_INFO_V1(ij_clear);
+PG_FUNCTION_INFO_V1(ij_drain);
 PG_FUNCTION_INFO_V1(ij_cancel);
+PG_FUNCTION_INFO_V1(ij_cancel_by_key);
 PG_FUNCTION_INFO_V1(ij_queue_counts);
+PG_FUNCTION_INFO_V1(ij_job_counts);
 
 /*
  * Check a queue name: 1 to 63 characters of [A-Za-z0-9_.:-].
@@ -484,6 +488,38 @@ ij_retry_failed(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(n);
 }
 
+/*
+ * Remove the jobs of a queue in the given states (codes), or with codes
+ * NULL reset its completed count.  Returns how many.
+ */
+static int64
+ij_clear_states(const char *name, const char *codes)
+{
+	IjQueue		queue;
+	int64		n;
+
+	SPI_connect();
+	ij_ensure_loaded();
+	/* the row lock orders us with the folding of the completion log */
+	ij_get_queue(name, &queue, codes == NULL ? IJ_READ_LOCK : IJ_READ);
+	if (codes != NULL)
+	{
+		ij_locks_waiting(queue.queue_id);
+		n = ij_delete_jobs(queue.queue_id, codes);
+	}
+	else
+	{
+		Datum		values[1];
+
+		values[0] = Int32GetDatum(queue.queue_id);
+		ij_execute(IJ_PLAN_QUEUE_RESET_COMPLETED, values, NULL, 1);
+		n = ij_result_int64(0, 1);
+		ij_count_add(queue.queue_id, IJ_COUNT_COMPLETED, -n);
+	}
+	SPI_finish();
+	return n;
+}
+
 /* clear(queue_name, state) */
 Datum
 ij_clear(PG_FUNCTION_ARGS)
@@ -491,8 +527,6 @@ ij_clear(PG_FUNCTION_ARGS)
 	char	   *name = ij_queue_name_arg(fcinfo, 0);
 	char	   *state;
 	const char *codes = NULL;
-	IjQueue		queue;
-	int64		n;
 
 	ij_require_arg(fcinfo, 1, "state");
 	state = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -515,26 +549,20 @@ ij_clear(PG_FUNCTION_ARGS)
 				 errmsg("invalid job state \"%s\"", state),
 				 errhint("Valid states are \"waiting\" (with \"delayed\"), \"delayed\", \"failed\", \"cancelled\" and \"completed\".")));
 
-	SPI_connect();
-	ij_ensure_loaded();
-	/* the row lock orders us with the folding of the completion log */
-	ij_get_queue(name, &queue, codes == NULL ? IJ_READ_LOCK : IJ_READ);
-	if (codes != NULL)
-	{
-		ij_locks_waiting(queue.queue_id);
-		n = ij_delete_jobs(queue.queue_id, codes);
-	}
-	else
-	{
-		Datum		values[1];
+	PG_RETURN_INT64(ij_clear_states(name, codes));
+}
 
-		values[0] = Int32GetDatum(queue.queue_id);
-		ij_execute(IJ_PLAN_QUEUE_RESET_COMPLETED, values, NULL, 1);
-		n = ij_result_int64(0, 1);
-		ij_count_add(queue.queue_id, IJ_COUNT_COMPLETED, -n);
-	}
-	SPI_finish();
-	PG_RETURN_INT64(n);
+/*
+ * drain(queue_name, delayed): remove the waiting jobs, and the delayed ones
+ * too only if delayed (BullMQ's drain()).
+ */
+Datum
+ij_drain(PG_FUNCTION_ARGS)
+{
+	char	   *name = ij_queue_name_arg(fcinfo, 0);
+
+	ij_require_arg(fcinfo, 1, "delayed");
+	PG_RETURN_INT64(ij_clear_states(name, PG_GETARG_BOOL(1) ? "wd" : "w"));
 }
 
 /* cancel(job_id) */
@@ -579,6 +607,65 @@ ij_cancel(PG_FUNCTION_ARGS)
 }
 
 /*
+ * cancel_by_key(queue_name, dedup_key): cancel the queue's waiting, delayed
+ * and failed jobs that have the key, so that it no longer blocks a new job.
+ * Active jobs go on.  Returns the payload of the newest job cancelled, NULL
+ * if none was.
+ */
+Datum
+ij_cancel_by_key(PG_FUNCTION_ARGS)
+{
+	char	   *name = ij_queue_name_arg(fcinfo, 0);
+	IjQueue		queue;
+	Datum		values[2];
+	Datum		payload = (Datum) 0;
+	int64		newest = 0;
+	int			n;
+
+	ij_require_arg(fcinfo, 1, "dedup_key");
+	values[1] = PointerGetDatum(PG_GETARG_TEXT_PP(1));
+
+	SPI_connect();
+	ij_ensure_loaded();
+	ij_get_queue(name, &queue, IJ_READ);
+	values[0] = Int32GetDatum(queue.queue_id);
+	/* we are about to lock jobs that may be waiting: say so first */
+	ij_locks_waiting(queue.queue_id);
+	n = ij_execute(IJ_PLAN_CANCEL_KEY, values, NULL, 0);
+	for (int i = 0; i < n; i++)
+	{
+		int64		job_id = ij_result_int64(i, 1);
+		bool		isnull;
+		char		old = DatumGetChar(ij_result(i, 2, &isnull));
+
+		ij_count_move(queue.queue_id, old, IJ_CANCELLED, 1);
+		if (job_id > newest)
+		{
+			newest = job_id;
+			payload = SPI_datumTransfer(ij_result(i, 3, &isnull), false, -1);
+		}
+	}
+	SPI_finish();
+	if (n == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(payload);
+}
+
+/* a queue's counts, from shared memory if they are kept there, else counted */
+static void
+ij_read_counts(int32 queue_id, int64 *counts)
+{
+	Datum		args[1];
+
+	if (ij_shared_counts(queue_id, counts))
+		return;
+	args[0] = Int32GetDatum(queue_id);
+	ij_execute(IJ_PLAN_COUNTS_ONE, args, NULL, 1);
+	for (int c = 0; c < IJ_NUM_COUNTS; c++)
+		counts[c] = ij_result_int64(0, c + 1);
+}
+
+/*
  * _queue_counts(queue_id): the counts behind the queue_counts view, from
  * shared memory if they are kept there, else counted.
  */
@@ -595,15 +682,7 @@ ij_queue_counts(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 
 	SPI_connect();
-	if (!ij_shared_counts(queue_id, counts))
-	{
-		Datum		args[1];
-
-		args[0] = Int32GetDatum(queue_id);
-		ij_execute(IJ_PLAN_COUNTS_ONE, args, NULL, 1);
-		for (int c = 0; c < IJ_NUM_COUNTS; c++)
-			counts[c] = ij_result_int64(0, c + 1);
-	}
+	ij_read_counts(queue_id, counts);
 	SPI_finish();
 
 	values[0] = Int64GetDatum(counts[IJ_COUNT_ACTIVE]);
@@ -611,5 +690,39 @@ ij_queue_counts(PG_FUNCTION_ARGS)
 	values[2] = Int64GetDatum(counts[IJ_COUNT_DELAYED]);
 	values[3] = Int64GetDatum(counts[IJ_COUNT_FAILED]);
 	values[4] = Int64GetDatum(counts[IJ_COUNT_COMPLETED]);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * job_counts(queue_name): a queue's counts as BullMQ's getJobCounts() gives
+ * them, which is what Immich shows: the waiting jobs of a paused queue are
+ * counted as paused, not waiting.
+ */
+Datum
+ij_job_counts(PG_FUNCTION_ARGS)
+{
+	char	   *name = ij_queue_name_arg(fcinfo, 0);
+	IjQueue		queue;
+	TupleDesc	tupdesc;
+	int64		counts[IJ_NUM_COUNTS];
+	Datum		values[6];
+	bool		nulls[6] = {false};
+	int64		waiting;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	SPI_connect();
+	ij_get_queue(name, &queue, IJ_READ);
+	ij_read_counts(queue.queue_id, counts);
+	SPI_finish();
+
+	waiting = counts[IJ_COUNT_WAITING];
+	values[0] = Int64GetDatum(counts[IJ_COUNT_ACTIVE]);
+	values[1] = Int64GetDatum(counts[IJ_COUNT_COMPLETED]);
+	values[2] = Int64GetDatum(counts[IJ_COUNT_FAILED]);
+	values[3] = Int64GetDatum(counts[IJ_COUNT_DELAYED]);
+	values[4] = Int64GetDatum(queue.paused ? 0 : waiting);
+	values[5] = Int64GetDatum(queue.paused ? waiting : 0);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -1,6 +1,7 @@
 --
 -- functions.sql: the functions of the SQL interface (the README's reference:
--- the starting contract's, and complete_and_claim, new in 1.1).
+-- the starting contract's, complete_and_claim, new in 1.1, and what 1.2
+-- added for Immich: enqueue's dedup_mode, drain, cancel_by_key, job_counts).
 --
 -- Each contract function exists with its exact signature: argument names,
 -- types, order and defaults (pg_get_function_arguments, compared with the
@@ -52,12 +53,14 @@ INSERT INTO contract_function (name, args, arguments, returns) VALUES
     ('drop_queue', ARRAY['text', 'boolean'],
      'queue_name text, force boolean DEFAULT false', 'void'),
     -- Enqueue
+    -- (dedup_mode: 1.2)
     ('enqueue',
-     ARRAY['text', 'text', 'jsonb', 'integer', 'timestamp with time zone', 'text', 'integer'],
+     ARRAY['text', 'text', 'jsonb', 'integer', 'timestamp with time zone', 'text', 'integer', 'text'],
      'queue_name text, job_name text, payload jsonb DEFAULT ''{}''::jsonb, '
      'priority integer DEFAULT 0, '
      'run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, '
-     'dedup_key text DEFAULT NULL::text, max_attempts integer DEFAULT NULL::integer',
+     'dedup_key text DEFAULT NULL::text, max_attempts integer DEFAULT NULL::integer, '
+     'dedup_mode text DEFAULT ''unstarted''::text',
      'bigint'),
     ('enqueue_many', ARRAY['text', 'jsonb'], 'queue_name text, jobs jsonb', 'bigint'),
     -- Work
@@ -88,7 +91,15 @@ INSERT INTO contract_function (name, args, arguments, returns) VALUES
     ('retry_failed', ARRAY['text'], 'queue_name text', 'bigint'),
     ('clear', ARRAY['text', 'text'],
      'queue_name text, state text DEFAULT ''waiting''::text', 'bigint'),
-    ('cancel', ARRAY['bigint'], 'job_id bigint', 'boolean');
+    ('cancel', ARRAY['bigint'], 'job_id bigint', 'boolean'),
+    -- 1.2
+    ('drain', ARRAY['text', 'boolean'],
+     'queue_name text, delayed boolean DEFAULT false', 'bigint'),
+    ('cancel_by_key', ARRAY['text', 'text'], 'queue_name text, dedup_key text', 'jsonb'),
+    ('job_counts', ARRAY['text'],
+     'queue_name text, OUT active bigint, OUT completed bigint, OUT failed bigint, '
+     'OUT delayed bigint, OUT waiting bigint, OUT paused bigint',
+     'record');
 
 -- the function's oid, NULL if there is no function of that name and argument
 -- types (the tests that use it then fail)
@@ -96,7 +107,7 @@ CREATE FUNCTION pg_temp.fn(name, name[]) RETURNS regprocedure
 LANGUAGE sql STABLE AS
 $$SELECT to_regprocedure(format('immich_jobs.%I(%s)', $1, array_to_string($2, ', ')))$$;
 
-SELECT plan(161);
+SELECT plan(185);
 
 -- no function more and none less (_queue_counts is the views' internal
 -- helper, _preloaded the install script's)
@@ -104,7 +115,7 @@ SELECT functions_are('immich_jobs',
     ARRAY['create_queue', 'alter_queue', 'set_concurrency', 'pause_queue', 'resume_queue',
           'drop_queue', 'enqueue', 'enqueue_many', 'claim', 'complete', 'complete_many',
           'complete_and_claim', 'fail', 'heartbeat', 'release', 'reap', 'retry_failed', 'clear', 'cancel',
-          '_queue_counts', '_preloaded']);
+          'drain', 'cancel_by_key', 'job_counts', '_queue_counts', '_preloaded']);
 
 -- (each row-producing test reads an ordered subquery, so that the tests are
 -- numbered in the order they are printed)

@@ -20,7 +20,7 @@ SELECT plan(36);
 -- emptiness checks below look at every object.
 
 SELECT is((SELECT count(*) FROM pg_proc WHERE pronamespace = 'immich_jobs'::regnamespace)::int,
-          21, 'schema immich_jobs has 21 functions');
+          24, 'schema immich_jobs has 24 functions');
 SELECT is_empty(
     $$SELECT p.oid::regprocedure FROM pg_proc p
        WHERE p.pronamespace = 'immich_jobs'::regnamespace

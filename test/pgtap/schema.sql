@@ -50,6 +50,7 @@ INSERT INTO expected_column (tbl, col, typ, not_null) VALUES
     ('job',   'worker_id',        'text',                     false),
     ('job',   'last_error',       'text',                     false),
     ('job',   'payload',          'jsonb',                    true),
+    ('job',   'dedup_kept',       'boolean',                  true),   -- 1.2
     ('completed_log', 'queue_id', 'integer',                  true),
     ('completed_log', 'n',        'integer',                  true);
 
@@ -65,9 +66,10 @@ INSERT INTO expected_partial_index (idx, pred) VALUES
     ('job_delayed_idx',  $$(state = 'd'::"char")$$),
     ('job_lease_idx',    $$(state = 'a'::"char")$$),
     ('job_finished_idx', $$(state = ANY (ARRAY['f'::"char", 'x'::"char"]))$$),
-    ('job_dedup_idx',    $$((dedup_key IS NOT NULL) AND (started_at IS NULL) AND (state = ANY (ARRAY['w'::"char", 'd'::"char"])))$$);
+    ('job_dedup_idx',    $$((dedup_key IS NOT NULL) AND (started_at IS NULL) AND (state = ANY (ARRAY['w'::"char", 'd'::"char"])))$$),
+    ('job_dedup_kept_idx', $$((dedup_key IS NOT NULL) AND dedup_kept AND (state = ANY (ARRAY['w'::"char", 'd'::"char", 'a'::"char", 'f'::"char"])))$$);
 
-SELECT plan(96);
+SELECT plan(101);
 
 -- the extension and its schema
 
@@ -77,7 +79,7 @@ SELECT has_extension('immich_jobs', 'immich_jobs',
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'immich_jobs'),
           false, 'extension immich_jobs is not relocatable');
 SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'immich_jobs'),
-          '1.1', 'extension immich_jobs is at version 1.1');
+          '1.2', 'extension immich_jobs is at version 1.2');
 SELECT is((SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'immich_jobs'),
           (SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'immich_jobs'),
           'schema immich_jobs is owned by the extension''s owner');
@@ -126,10 +128,11 @@ SELECT hasnt_pk('immich_jobs', 'completed_log', 'immich_jobs.completed_log has n
 SELECT indexes_are('immich_jobs', 'queue', ARRAY['queue_pkey', 'queue_queue_name_key']);
 SELECT indexes_are('immich_jobs', 'job',
                    ARRAY['job_pkey', 'job_claim_idx', 'job_delayed_idx', 'job_lease_idx',
-                         'job_finished_idx', 'job_dedup_idx']);
+                         'job_finished_idx', 'job_dedup_idx', 'job_dedup_kept_idx']);
 SELECT indexes_are('immich_jobs', 'completed_log', ARRAY[]::name[]);
 SELECT index_is_primary('immich_jobs', 'job', 'job_pkey', 'job_pkey is the primary key index');
 SELECT index_is_unique('immich_jobs', 'job', 'job_dedup_idx', 'job_dedup_idx is unique');
+SELECT index_is_unique('immich_jobs', 'job', 'job_dedup_kept_idx', 'job_dedup_kept_idx is unique');
 
 SELECT ok(EXISTS (SELECT FROM pg_index i
                    WHERE i.indexrelid = to_regclass('immich_jobs.' || e.idx)
