@@ -15,7 +15,7 @@
  */
 import type { JobsClient } from './client.js';
 import { DatabaseError, InvalidArgumentError } from './errors.js';
-import { ENQUEUE_EACH, readText } from './sql.js';
+import { ENQUEUE_EACH, ENQUEUE_EACH_MODE, readText } from './sql.js';
 
 /** Options of one job. */
 export interface EnqueueOptions {
@@ -24,13 +24,24 @@ export interface EnqueueOptions {
   /** Not before this time (default: now). */
   runAt?: Date;
   /**
-   * While a job of the queue with this key has not started, enqueueing
-   * another with it adds nothing and returns that job's id.
+   * While a job of the queue with this key blocks it (see `dedupMode`),
+   * enqueueing another with it adds nothing and returns that job's id.
    */
   dedupKey?: string;
+  /**
+   * Which jobs with the same `dedupKey` block a new one (default
+   * 'unstarted'): 'unstarted', a job not yet started (waiting or delayed,
+   * never leased); 'kept', a job waiting, delayed, active or failed, as
+   * BullMQ's jobId does (needs immich_jobs 1.2; without it, nothing here
+   * needs more than 1.1).
+   */
+  dedupMode?: DedupMode;
   /** Attempts before the job fails for good (default: the queue's). */
   maxAttempts?: number;
 }
+
+/** Which jobs with the same dedup key block a new one: see `EnqueueOptions.dedupMode`. */
+export type DedupMode = 'unstarted' | 'kept';
 
 /** A job to enqueue. */
 export interface JobInput extends EnqueueOptions {
@@ -75,6 +86,9 @@ export function jobJson(job: JobInput): string {
     (!Number.isInteger(job.maxAttempts) || job.maxAttempts < 1 || job.maxAttempts > 1000)) {
     throw invalid('maxAttempts must be an integer from 1 to 1000');
   }
+  if (job.dedupMode !== undefined && job.dedupMode !== 'unstarted' && job.dedupMode !== 'kept') {
+    throw invalid("dedupMode must be 'unstarted' or 'kept'");
+  }
   if (job.runAt !== undefined && !(job.runAt instanceof Date && !Number.isNaN(job.runAt.getTime()))) {
     throw invalid('runAt must be a valid Date');
   }
@@ -91,11 +105,23 @@ export function jobJson(job: JobInput): string {
     (job.priority !== undefined ? `,"priority":${job.priority}` : '') +
     (job.runAt !== undefined ? `,"run_at":${JSON.stringify(job.runAt.toISOString())}` : '') +
     (job.dedupKey !== undefined ? `,"dedup_key":${JSON.stringify(job.dedupKey)}` : '') +
+    (keptDedup(job) ? ',"dedup_mode":"kept"' : '') +
     (job.maxAttempts !== undefined ? `,"max_attempts":${job.maxAttempts}` : '') + '}';
+}
+
+/**
+ * The job asks for dedup mode 'kept' (with a key: without one the mode
+ * means nothing).  Only then is the mode sent, so that everything else
+ * works against a 1.1 server.
+ */
+export function keptDedup(job: EnqueueOptions): boolean {
+  return job.dedupMode === 'kept' && job.dedupKey !== undefined;
 }
 
 interface Pending {
   readonly json: string;
+  /** sent with dedup mode 'kept' */
+  readonly kept: boolean;
   resolve(id: string): void;
   reject(error: unknown): void;
 }
@@ -126,7 +152,7 @@ export class EnqueueBatcher {
       this.queues.set(queue, state);
     }
     const result = new Promise<string>((resolve, reject) => {
-      state.pending.push({ json, resolve, reject });
+      state.pending.push({ json, kept: keptDedup(job), resolve, reject });
     });
     this.schedule(queue, state);
     return result;
@@ -174,7 +200,9 @@ export class EnqueueBatcher {
    */
   private async sendBatch(queue: string, batch: Pending[]): Promise<void> {
     try {
-      const rows = await this.client.run(ENQUEUE_EACH,
+      // the 8-argument enqueue() of 1.2 only for a batch that needs it
+      const statement = batch.some((p) => p.kept) ? ENQUEUE_EACH_MODE : ENQUEUE_EACH;
+      const rows = await this.client.run(statement,
         [queue, `[${batch.map((p) => p.json).join(',')}]`], 'idempotent');
       batch.forEach((p, i) => p.resolve(readText(rows[i]!, 'id')));
     } catch (err) {

@@ -10,8 +10,10 @@
  *   client.worker('thumbnails', async (job) => { ... }, { concurrency: 4 });
  */
 export { JobsClient, type JobsClientOptions } from './client.js';
-export { Queue, type QueueSettings, type QueueCounts, type JobInfo, type JobState } from './queue.js';
-export type { EnqueueOptions, JobInput } from './enqueue.js';
+export {
+  Queue, type QueueSettings, type QueueCounts, type JobCounts, type JobInfo, type JobState,
+} from './queue.js';
+export type { DedupMode, EnqueueOptions, JobInput } from './enqueue.js';
 export {
   Worker, LeaseLostError, type Job, type Handler, type WorkerOptions, type FailOutcome,
 } from './worker.js';

@@ -29,6 +29,11 @@ const DEFAULTS: postgres.Options<Record<string, postgres.PostgresType>> = {
   backoff: () => 0,
   connection: { application_name: 'immich_jobs' },
   onnotice: () => undefined,
+  // the client sends and reads only text and numbers, so it needs no array
+  // types; and postgres.js fetches them on each new connection without
+  // handling the query's failure: a connection terminated during that
+  // query is an unhandled rejection
+  fetch_types: false,
 };
 
 /**

@@ -31,6 +31,20 @@ export interface QueueCounts {
   completed: number;
 }
 
+/**
+ * A queue's job counts as BullMQ's getJobCounts gives them (1.2): when the
+ * queue is paused its waiting jobs count as `paused` and `waiting` is 0.
+ */
+export interface JobCounts {
+  active: number;
+  /** completed since the queue was created or the count cleared */
+  completed: number;
+  failed: number;
+  delayed: number;
+  waiting: number;
+  paused: number;
+}
+
 /** The states a kept job can be in. */
 export type JobState = 'waiting' | 'delayed' | 'active' | 'failed' | 'cancelled';
 
@@ -103,8 +117,8 @@ export class Queue {
   }
 
   /**
-   * Add one job; resolves to its id (or, with a dedup key that a job not
-   * yet started has, to that job's).  Concurrent calls share a statement.
+   * Add one job; resolves to its id (or, with a dedup key that a job
+   * blocking it has, to that job's: see `dedupMode`).  Concurrent calls share a statement.
    * A connection that fails is retried until operationTimeout: if it broke
    * after the database committed the job, the job is added twice (unless
    * it has a dedup key).
@@ -120,7 +134,7 @@ export class Queue {
 
   /**
    * Add many jobs, all or nothing; resolves to how many were added (jobs
-   * whose dedup key a job not yet started has are not).  Sent in
+   * whose dedup key is blocked, see `dedupMode`, are not).  Sent in
    * statements of `chunkSize` jobs (default 1,000), in one transaction.
    * Retried as enqueue() is.
    */
@@ -207,6 +221,45 @@ export class Queue {
   async clear(state: 'waiting' | 'delayed' | 'failed' | 'cancelled' | 'completed' = 'waiting'): Promise<number> {
     const rows = await this.client.run(sql.CLEAR, [this.name, state], 'once');
     return sql.readNumber(rows[0]!, 'n');
+  }
+
+  /**
+   * Remove the queue's waiting jobs, and its delayed ones too only with
+   * `delayed: true` (BullMQ's drain; needs immich_jobs 1.2).  Active and
+   * failed jobs stay.  Resolves to how many were removed.
+   */
+  async drain(options: { delayed?: boolean } = {}): Promise<number> {
+    const rows = await this.client.run(sql.DRAIN, [this.name, options.delayed ?? false], 'once');
+    return sql.readNumber(rows[0]!, 'n');
+  }
+
+  /**
+   * Cancel the queue's waiting, delayed and failed jobs with this dedup key
+   * (needs immich_jobs 1.2).  Resolves to the payload of the newest one
+   * cancelled, or undefined if there was none.  An active job with the key
+   * goes on (BullMQ does not remove a locked job either).
+   */
+  async cancelByKey(key: string): Promise<unknown> {
+    const rows = await this.client.run(sql.CANCEL_BY_KEY, [this.name, key], 'once');
+    const payload = rows[0]?.['payload'];
+    return typeof payload === 'string' ? JSON.parse(payload) as unknown : undefined;
+  }
+
+  /**
+   * The queue's counts as BullMQ's getJobCounts gives them (needs
+   * immich_jobs 1.2): a paused queue's waiting jobs count as `paused`.
+   */
+  async jobCounts(): Promise<JobCounts> {
+    const rows = await this.client.run(sql.JOB_COUNTS, [this.name], 'idempotent');
+    const row = rows[0]!;
+    return {
+      active: sql.readNumber(row, 'active'),
+      completed: sql.readNumber(row, 'completed'),
+      failed: sql.readNumber(row, 'failed'),
+      delayed: sql.readNumber(row, 'delayed'),
+      waiting: sql.readNumber(row, 'waiting'),
+      paused: sql.readNumber(row, 'paused'),
+    };
   }
 
   /**

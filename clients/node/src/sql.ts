@@ -77,6 +77,19 @@ export const ENQUEUE_EACH = `SELECT immich_jobs.enqueue($1::text, j.name, coales
        AS j(name, payload, priority, run_at, dedup_key, max_attempts, n)
  ORDER BY j.n`;
 
+/**
+ * ENQUEUE_EACH with each job's dedup_mode (the 8-argument enqueue() of
+ * 1.2), for batches with a job that asks for 'kept'.
+ */
+export const ENQUEUE_EACH_MODE = `SELECT immich_jobs.enqueue($1::text, j.name, coalesce(j.payload, '{}'),
+       coalesce(j.priority, 0), j.run_at, j.dedup_key, j.max_attempts,
+       coalesce(j.dedup_mode, 'unstarted'))::text AS id
+  FROM ROWS FROM (pg_catalog.jsonb_to_recordset($2::text::jsonb)
+         AS (name text, payload jsonb, priority int4, run_at timestamptz,
+             dedup_key text, max_attempts int4, dedup_mode text)) WITH ORDINALITY
+       AS j(name, payload, priority, run_at, dedup_key, max_attempts, dedup_mode, n)
+ ORDER BY j.n`;
+
 /** $1 queue, $2 jobs: how many were added */
 export const ENQUEUE_MANY = 'SELECT immich_jobs.enqueue_many($1::text, $2::text::jsonb)::float8 AS added';
 
@@ -94,6 +107,15 @@ export const DROP = 'SELECT immich_jobs.drop_queue($1::text, $2::text::boolean)'
 export const RETRY_FAILED = 'SELECT immich_jobs.retry_failed($1::text)::float8 AS n';
 export const CLEAR = 'SELECT immich_jobs.clear($1::text, $2::text)::float8 AS n';
 export const CANCEL = 'SELECT immich_jobs.cancel($1::text::int8) AS cancelled';
+
+/** 1.2: $1 queue, $2 delayed too */
+export const DRAIN = 'SELECT immich_jobs.drain($1::text, $2::text::boolean)::float8 AS n';
+/** 1.2: $1 queue, $2 dedup key; payload is NULL when nothing was cancelled */
+export const CANCEL_BY_KEY = 'SELECT immich_jobs.cancel_by_key($1::text, $2::text)::text AS payload';
+/** 1.2: BullMQ's getJobCounts */
+export const JOB_COUNTS = `SELECT active::float8, completed::float8, failed::float8, delayed::float8,
+       waiting::float8, paused::float8
+  FROM immich_jobs.job_counts($1::text)`;
 
 export const COUNTS = `SELECT paused, concurrency, active::float8, waiting::float8, delayed::float8,
        failed::float8, completed::float8
