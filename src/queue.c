@@ -109,7 +109,9 @@ ij_interval_cmp(Interval *a, Interval *b)
 
 /*
  * Raise 22023 unless the interval lies between lo and hi seconds (hi is
- * a whole number of days).
+ * a whole number of days).  Months are refused: their length varies, and
+ * interval comparison counts them as 30 days, so that '3500000 mon
+ * -104999993 days' would pass for 7 days and add 9,000 years to a time.
  */
 void
 ij_check_interval_range(const char *argname, Interval *value,
@@ -120,14 +122,46 @@ ij_check_interval_range(const char *argname, Interval *value,
 
 	lo.time = lo_seconds * USECS_PER_SEC;
 	hi.day = hi_days;
-	if (ij_interval_cmp(value, &lo) < 0 || ij_interval_cmp(value, &hi) > 0)
+	if (value->month != 0 ||
+		ij_interval_cmp(value, &lo) < 0 || ij_interval_cmp(value, &hi) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be between %s and %d days", argname,
 						lo_seconds == 0 ? "0" : "1 second", hi_days),
+				 value->month != 0 ?
+				 errdetail("The value given, %s, has months or years; give days instead.",
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(value)))) :
 				 errdetail("The value given was %s.",
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(value))))));
+}
+
+/* raise 22023 if a run_at is infinite: it would never come, or always be past */
+void
+ij_check_run_at(TimestampTz run_at)
+{
+	if (TIMESTAMP_NOT_FINITE(run_at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("run_at must be a finite time"),
+				 errdetail("The value given was %s.",
+						   TIMESTAMP_IS_NOBEGIN(run_at) ? "-infinity" : "infinity")));
+}
+
+/*
+ * Raise 54000 if a value of the given size in bytes is over a limit; what
+ * names the value, setting the setting that holds the limit.
+ */
+void
+ij_check_size(const char *what, Size size, int limit, const char *setting)
+{
+	if (size > (Size) limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is too large", what),
+				 errdetail("It has %zu bytes; %s is %d bytes.", size, setting, limit),
+				 errhint("Keep large data outside the queue, or raise %s.", setting)));
 }
 
 /*
