@@ -245,6 +245,8 @@ ij_enqueue(PG_FUNCTION_ARGS)
 	bool		added;
 	int64		job_id;
 
+	ij_xact_uses_jobs();
+
 	ij_require_arg(fcinfo, 1, "job_name");
 	ij_require_arg(fcinfo, 2, "payload");
 	ij_require_arg(fcinfo, 3, "priority");
@@ -528,6 +530,8 @@ ij_enqueue_many(PG_FUNCTION_ARGS)
 	int64		added = 0;
 	int64		waiting = 0;
 	ErrorContextCallback errcallback;
+
+	ij_xact_uses_jobs();
 
 	ij_require_arg(fcinfo, 1, "jobs");
 	jobs = PG_GETARG_JSONB_P(1);

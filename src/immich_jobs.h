@@ -96,6 +96,7 @@ extern void ij_define_settings(void);
 extern void ij_define_preload_settings(void);
 
 /* commit.c */
+extern void ij_xact_uses_jobs(void);
 extern void ij_lease_call_begin(void);
 extern void ij_lease_call_end(void);
 extern void ij_register_commit_callback(void);

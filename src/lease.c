@@ -678,6 +678,8 @@ ij_reap(PG_FUNCTION_ARGS)
 {
 	int			n;
 
+	ij_xact_uses_jobs();
+
 	SPI_connect();
 	ij_ensure_loaded();
 	n = ij_reap_expired();

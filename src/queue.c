@@ -246,6 +246,8 @@ ij_create_queue(PG_FUNCTION_ARGS)
 	char	   *name = ij_queue_name_arg(fcinfo, 0);
 	Datum		values[5];
 
+	ij_xact_uses_jobs();
+
 	ij_require_arg(fcinfo, 1, "concurrency");
 	ij_require_arg(fcinfo, 2, "lease_timeout");
 	ij_require_arg(fcinfo, 3, "max_attempts");
@@ -345,6 +347,8 @@ ij_alter_queue(PG_FUNCTION_ARGS)
 {
 	char	   *name = ij_queue_name_arg(fcinfo, 0);
 
+	ij_xact_uses_jobs();
+
 	if (!PG_ARGISNULL(1))
 		ij_check_int_range("concurrency", PG_GETARG_INT32(1), 1,
 						   IJ_CONCURRENCY_MAX);
@@ -369,6 +373,8 @@ Datum
 ij_set_concurrency(PG_FUNCTION_ARGS)
 {
 	char	   *name = ij_queue_name_arg(fcinfo, 0);
+
+	ij_xact_uses_jobs();
 
 	ij_require_arg(fcinfo, 1, "concurrency");
 	ij_check_int_range("concurrency", PG_GETARG_INT32(1), 1,
@@ -405,6 +411,7 @@ ij_set_paused(const char *name, bool paused)
 Datum
 ij_pause_queue(PG_FUNCTION_ARGS)
 {
+	ij_xact_uses_jobs();
 	ij_set_paused(ij_queue_name_arg(fcinfo, 0), true);
 	PG_RETURN_VOID();
 }
@@ -413,6 +420,7 @@ ij_pause_queue(PG_FUNCTION_ARGS)
 Datum
 ij_resume_queue(PG_FUNCTION_ARGS)
 {
+	ij_xact_uses_jobs();
 	ij_set_paused(ij_queue_name_arg(fcinfo, 0), false);
 	PG_RETURN_VOID();
 }
@@ -456,6 +464,8 @@ ij_drop_queue(PG_FUNCTION_ARGS)
 	bool		force;
 	IjQueue		queue;
 	Datum		values[1];
+
+	ij_xact_uses_jobs();
 
 	ij_require_arg(fcinfo, 1, "force");
 	force = PG_GETARG_BOOL(1);
@@ -505,6 +515,8 @@ ij_retry_failed(PG_FUNCTION_ARGS)
 	IjQueue		queue;
 	Datum		values[1];
 	int64		n;
+
+	ij_xact_uses_jobs();
 
 	SPI_connect();
 	ij_ensure_loaded();
@@ -562,6 +574,8 @@ ij_clear(PG_FUNCTION_ARGS)
 	char	   *state;
 	const char *codes = NULL;
 
+	ij_xact_uses_jobs();
+
 	ij_require_arg(fcinfo, 1, "state");
 	state = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	if (strcmp(state, "waiting") == 0)
@@ -595,6 +609,8 @@ ij_drain(PG_FUNCTION_ARGS)
 {
 	char	   *name = ij_queue_name_arg(fcinfo, 0);
 
+	ij_xact_uses_jobs();
+
 	ij_require_arg(fcinfo, 1, "delayed");
 	PG_RETURN_INT64(ij_clear_states(name, PG_GETARG_BOOL(1) ? "wd" : "w"));
 }
@@ -606,6 +622,8 @@ ij_cancel(PG_FUNCTION_ARGS)
 	int64		job_id;
 	Datum		values[1];
 	bool		cancelled = false;
+
+	ij_xact_uses_jobs();
 
 	ij_require_arg(fcinfo, 0, "job_id");
 	job_id = PG_GETARG_INT64(0);
@@ -655,6 +673,8 @@ ij_cancel_by_key(PG_FUNCTION_ARGS)
 	Datum		payload = (Datum) 0;
 	int64		newest = 0;
 	int			n;
+
+	ij_xact_uses_jobs();
 
 	ij_require_arg(fcinfo, 1, "dedup_key");
 	values[1] = PointerGetDatum(PG_GETARG_TEXT_PP(1));
