@@ -354,8 +354,15 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		0, {InvalidOid}
 	},
 	[IJ_PLAN_FOLD_LOG] = {
-		/* queues locked by clear() or a claim are folded next time */
-		"WITH q AS (SELECT queue_id FROM immich_jobs.queue"
+		/*
+		 * Queues locked by clear() or a claim are folded next time.  Only the
+		 * queues that have log rows are locked, whatever the plan reads
+		 * first: with nothing to fold, the statement locks nothing, and an
+		 * idle round takes no transaction id and writes no WAL.
+		 */
+		"WITH q AS (SELECT queue_id FROM immich_jobs.queue q0"
+		"            WHERE EXISTS (SELECT FROM immich_jobs.completed_log l0"
+		"                           WHERE l0.queue_id" EQ "q0.queue_id)"
 		"              FOR NO KEY UPDATE SKIP LOCKED),"
 		"     d AS (DELETE FROM immich_jobs.completed_log l USING q"
 		"            WHERE l.queue_id" EQ "q.queue_id"
