@@ -18,7 +18,7 @@ DATA = sql/immich_jobs--1.0.sql sql/immich_jobs--1.0--1.1.sql \
 PGFILEDESC = "immich_jobs - durable job queue for Immich"
 
 # pg_regress tests: sql/<name>.sql, expected/<name>.out
-REGRESS = install queues enqueue enqueue_many enqueue_many_bulk lease complete_and_claim bullmq admin errors search_path
+REGRESS = install queues enqueue enqueue_many enqueue_many_bulk lease complete_and_claim bullmq admin errors limits prepare search_path
 REGRESS_OPTS = --inputdir=.
 
 # isolation tests: test/isolation/specs/<name>.spec, .../expected/<name>.out

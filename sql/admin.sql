@@ -204,7 +204,8 @@ SELECT job_id = :active_id AS is_active_id, queue_name, job_name, state, priorit
        attempt, max_attempts, run_at <= now() AS run_at_past,
        created_at <= now() AS created_before, started_at = now() AS started_now,
        finished_at, worker_id,
-       lease_expires_at = now() + interval '5 minutes' AS lease_5_min,
+       lease_expires_at BETWEEN now() + interval '5 minutes'
+                            AND statement_timestamp() + interval '5 minutes' AS lease_5_min,
        last_error, dedup_key, payload
   FROM immich_jobs.jobs WHERE job_id = :active_id;
 COMMIT;

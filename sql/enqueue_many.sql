@@ -66,17 +66,17 @@ SELECT immich_jobs.clear('many.q');
 
 --
 -- run_at: a past timestamp string is waiting, a future one delayed; the
--- string is read as timestamptz reads it
+-- string is read as timestamptz reads it (infinity is refused: limits.sql)
 --
 SELECT immich_jobs.enqueue_many('many.q', $$[
   {"name": "past", "run_at": "2000-01-01 00:00:00+00"},
   {"name": "future", "run_at": "2999-06-01 12:00:00+02"},
   {"name": "epoch", "run_at": "epoch"},
-  {"name": "never", "run_at": "infinity"}
+  {"name": "last", "run_at": "294276-12-31 23:59:59+00"}
 ]$$) AS added;
 SELECT job_name, state, run_at = '2000-01-01 00:00:00+00' AS is_2000,
        run_at = '2999-06-01 10:00:00+00' AS is_2999,
-       run_at = 'epoch' AS is_epoch, run_at = 'infinity' AS is_infinity
+       run_at = 'epoch' AS is_epoch, run_at = '294276-12-31 23:59:59+00' AS is_last
   FROM immich_jobs.jobs WHERE queue_name = 'many.q' ORDER BY job_id;
 SELECT * FROM counts;
 SELECT immich_jobs.clear('many.q');

@@ -193,11 +193,13 @@ SELECT q, pg_temp.sqlstate_of(q) FROM (VALUES
   ($$SELECT immich_jobs.enqueue('err.q', 'job', max_attempts => -2147483648)$$),
   ($$SELECT immich_jobs.enqueue('err.q', 'job', max_attempts => 1)$$),
   ($$SELECT immich_jobs.enqueue('err.q', 'job', max_attempts => 1000)$$),
-  -- priority: any integer; run_at: any timestamp
+  -- priority: any integer; run_at: any finite timestamp
   ($$SELECT immich_jobs.enqueue('err.q', 'job', priority => 2147483647)$$),
   ($$SELECT immich_jobs.enqueue('err.q', 'job', priority => -2147483648)$$),
   ($$SELECT immich_jobs.enqueue('err.q', 'job', run_at => 'infinity')$$),
   ($$SELECT immich_jobs.enqueue('err.q', 'job', run_at => '-infinity')$$),
+  ($$SELECT immich_jobs.enqueue('err.q', 'job', run_at => '294276-12-31 23:59:59+00')$$),
+  ($$SELECT immich_jobs.enqueue('err.q', 'job', run_at => '4713-11-24 00:00:00+00 BC')$$),
   -- enqueue_many
   ($$SELECT immich_jobs.enqueue_many(NULL, '[]')$$),
   ($$SELECT immich_jobs.enqueue_many('err.q', NULL)$$),
@@ -275,9 +277,9 @@ SELECT immich_jobs.enqueue('err.hb', 'job') > 0 AS enqueued;
 SELECT job_id AS hb_id, lease_token AS hb_tok
   FROM immich_jobs.claim('err.hb', 'w') \gset
 BEGIN;
-SELECT immich_jobs.heartbeat(:hb_id, :hb_tok, '1 second') = now() + interval '1 second'
+SELECT immich_jobs.heartbeat(:hb_id, :hb_tok, '1 second') = statement_timestamp() + interval '1 second'
        AS one_second;
-SELECT immich_jobs.heartbeat(:hb_id, :hb_tok, '7 days') = now() + interval '7 days'
+SELECT immich_jobs.heartbeat(:hb_id, :hb_tok, '7 days') = statement_timestamp() + interval '7 days'
        AS seven_days;
 ROLLBACK;
 SELECT immich_jobs.heartbeat(:hb_id, :hb_tok, '0.5 seconds');

@@ -47,13 +47,15 @@ SELECT immich_jobs.enqueue('lease.adm', 'a' || i, jsonb_build_object('i', i)) > 
        AS enqueued
   FROM generate_series(1, 8) i;
 -- max_jobs 2: two jobs, each with attempt 1, a token, and a lease of the
--- queue's lease_timeout from now
+-- queue's lease_timeout from the start of the claim's statement (which lies
+-- between the start of its transaction and the start of the next statement)
 BEGIN;
 INSERT INTO held SELECT * FROM immich_jobs.claim('lease.adm', 'worker-A', 2)
 RETURNING job_name, payload, attempt, lease_token IS NOT NULL AS has_token,
-          lease_expires_at = now() + interval '5 minutes' AS expires_in_5_min;
+          lease_expires_at = statement_timestamp() + interval '5 minutes' AS expires_in_5_min;
 SELECT job_name, state, attempt, worker_id, started_at = now() AS started_now,
-       lease_expires_at = now() + interval '5 minutes' AS expires_in_5_min
+       lease_expires_at BETWEEN now() + interval '5 minutes'
+                            AND statement_timestamp() + interval '5 minutes' AS expires_in_5_min
   FROM immich_jobs.jobs WHERE queue_name = 'lease.adm' ORDER BY job_id;
 COMMIT;
 SELECT * FROM counts;
@@ -283,35 +285,30 @@ COMMIT;
 SELECT * FROM counts WHERE queue_name = 'lease.cap';
 
 --
--- heartbeat: the lease now ends at now() + extend_by, or now() + the
--- queue's lease_timeout; nothing else changes
+-- heartbeat: the lease now ends at extend_by, or the queue's lease_timeout,
+-- after the start of the heartbeat's statement; nothing else changes
 --
 SELECT immich_jobs.create_queue('lease.hb', lease_timeout => '10 minutes');
 SELECT immich_jobs.enqueue('lease.hb', 'hb') > 0 AS enqueued;
 INSERT INTO held SELECT * FROM immich_jobs.claim('lease.hb', 'w1')
 RETURNING job_name, attempt;
-BEGIN;
-SELECT immich_jobs.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb'), '2 hours')
-       = now() + interval '2 hours' AS returns_new_expiry;
+SELECT immich_jobs.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb'), '2 hours') AS expiry,
+       statement_timestamp() AS at \gset hb_
+SELECT :'hb_expiry'::timestamptz - :'hb_at'::timestamptz AS extended_by;
 SELECT state, attempt, pg_temp.cur_tok(job_id) = pg_temp.tok('hb') AS same_token,
-       lease_expires_at - now() AS lease_left
+       lease_expires_at = :'hb_expiry' AS returned_expiry
   FROM immich_jobs.jobs WHERE job_name = 'hb';
-COMMIT;
-BEGIN;
-SELECT immich_jobs.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb'))
-       = now() + interval '10 minutes' AS returns_new_expiry;
+SELECT immich_jobs.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb')) AS expiry,
+       statement_timestamp() AS at \gset hb_
+SELECT :'hb_expiry'::timestamptz - :'hb_at'::timestamptz AS extended_by;
 SELECT state, attempt, pg_temp.cur_tok(job_id) = pg_temp.tok('hb') AS same_token,
-       lease_expires_at - now() AS lease_left
+       lease_expires_at = :'hb_expiry' AS returned_expiry
   FROM immich_jobs.jobs WHERE job_name = 'hb';
-COMMIT;
 -- the default follows the queue's current lease_timeout
 SELECT immich_jobs.alter_queue('lease.hb', lease_timeout => '1 hour');
-BEGIN;
-SELECT immich_jobs.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb'), NULL)
-       = now() + interval '1 hour' AS returns_new_expiry;
-SELECT lease_expires_at - now() AS lease_left
-  FROM immich_jobs.jobs WHERE job_name = 'hb';
-COMMIT;
+SELECT immich_jobs.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb'), NULL) AS expiry,
+       statement_timestamp() AS at \gset hb_
+SELECT :'hb_expiry'::timestamptz - :'hb_at'::timestamptz AS extended_by;
 SELECT * FROM counts WHERE queue_name = 'lease.hb';
 -- a token that is not current gets NULL
 SELECT immich_jobs.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb') + 1000) AS stale;

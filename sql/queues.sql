@@ -41,15 +41,14 @@ SELECT * FROM settings;
 SELECT * FROM counts;
 
 -- the settings take effect: a job gets the queue's max_attempts, a lease the
--- queue's lease_timeout (claim and the check run in one transaction, so
--- now() is the claim's)
+-- queue's lease_timeout, from the start of the claim's statement
 SELECT immich_jobs.enqueue('queues.named', 'n1') > 0 AS enqueued;
 SELECT job_name, max_attempts FROM immich_jobs.jobs
  WHERE queue_name = 'queues.named';
 BEGIN;
 INSERT INTO held SELECT * FROM immich_jobs.claim('queues.named', 'w1')
 RETURNING job_name, attempt,
-          lease_expires_at - now() AS lease_length;
+          lease_expires_at - statement_timestamp() AS lease_length;
 COMMIT;
 SELECT immich_jobs.complete(job_id, lease_token) FROM held WHERE job_name = 'n1';
 
@@ -111,7 +110,7 @@ SELECT job_name, max_attempts FROM immich_jobs.jobs
  WHERE queue_name = 'queues.alter' ORDER BY job_id;
 BEGIN;
 INSERT INTO held SELECT * FROM immich_jobs.claim('queues.alter', 'w1', 2)
-RETURNING job_name, attempt, lease_expires_at - now() AS lease_length;
+RETURNING job_name, attempt, lease_expires_at - statement_timestamp() AS lease_length;
 COMMIT;
 SELECT immich_jobs.complete(job_id, lease_token) FROM held
  WHERE job_name IN ('before', 'after') ORDER BY job_id;

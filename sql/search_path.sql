@@ -50,12 +50,15 @@ CREATE OPERATOR evil.+ (LEFTARG = timestamptz, RIGHTARG = interval,
 -- it is always the year 2000, and every sequence says 1
 CREATE FUNCTION evil.now() RETURNS timestamptz
     LANGUAGE sql AS $$SELECT '2000-01-01 00:00:00+00'::timestamptz$$;
+CREATE FUNCTION evil.statement_timestamp() RETURNS timestamptz
+    LANGUAGE sql AS $$SELECT '2000-01-01 00:00:00+00'::timestamptz$$;
 CREATE FUNCTION evil.nextval(regclass) RETURNS bigint
     LANGUAGE sql AS 'SELECT 1::bigint';
 
 -- the trap works: with this search_path, plain SQL gets these
 SET search_path = evil, pg_catalog;
 SELECT now() OPERATOR(pg_catalog.=) '2000-01-01 00:00:00+00' AS evil_now,
+       statement_timestamp() OPERATOR(pg_catalog.=) '2000-01-01 00:00:00+00' AS evil_statement_timestamp,
        'w'::"char" = 'w'::"char" AS evil_char_eq,
        'a'::text = 'b'::text AS evil_text_eq,
        1::bigint = 2::bigint AS evil_int8_eq,
@@ -98,14 +101,16 @@ SELECT count(*) AS jobs, count(DISTINCT job_id) AS distinct_ids
 SELECT * FROM immich_jobs.queue_counts WHERE queue_name LIKE 'sp.%' ORDER BY 1;
 
 --
--- claim (in a transaction, to compare the lease with now())
+-- claim (in a transaction: its statement started between now() and the
+-- start of the next statement)
 --
 BEGIN;
 SET search_path = evil, pg_catalog;
 INSERT INTO held SELECT * FROM immich_jobs.claim('sp.q', 'w1', 10)
 RETURNING job_name, attempt;
 RESET search_path;
-SELECT job_name, lease_expires_at = now() + interval '10 minutes' AS lease_10_min
+SELECT job_name, lease_expires_at BETWEEN now() + interval '10 minutes'
+                                     AND statement_timestamp() + interval '10 minutes' AS lease_10_min
   FROM held ORDER BY job_id;
 COMMIT;
 SET search_path = evil, pg_catalog;
@@ -136,7 +141,8 @@ BEGIN;
 SET search_path = evil, pg_catalog;
 SELECT immich_jobs.heartbeat(:a_id, :a_tok, '1 hour') AS new_expiry \gset
 RESET search_path;
-SELECT :'new_expiry'::timestamptz = now() + interval '1 hour' AS heartbeat_now_plus_1_hour;
+SELECT :'new_expiry'::timestamptz BETWEEN now() + interval '1 hour'
+                                    AND statement_timestamp() + interval '1 hour' AS heartbeat_now_plus_1_hour;
 COMMIT;
 SET search_path = evil, pg_catalog;
 SELECT immich_jobs.complete(:a_id, :a_tok) AS first_time;

@@ -222,11 +222,20 @@ static Oid	loaded_relid = InvalidOid;
 static Oid	cached_relid = InvalidOid;
 static LocalTransactionId cached_relid_lxid = InvalidLocalTransactionId;
 
+/*
+ * Room for the databases' "loaded" markers beyond immich_jobs.max_queues:
+ * queues stop taking entries at max_queues, so that a database can still be
+ * marked loaded (and its queues served from their rows) when the table is
+ * full of other databases' queues.
+ */
+#define IJ_MARKER_ROOM 64
+
 /* shared memory for the per-queue state (called while preloading) */
 Size
 ij_admission_shmem_size(void)
 {
-	return hash_estimate_size(ij_max_queues, sizeof(IjQueueState));
+	return hash_estimate_size(ij_max_queues + IJ_MARKER_ROOM,
+							  sizeof(IjQueueState));
 }
 
 /* set up the per-queue state; the caller holds AddinShmemInitLock */
@@ -238,7 +247,8 @@ ij_admission_shmem_init(LWLock *lock)
 	info.keysize = sizeof(IjQueueKey);
 	info.entrysize = sizeof(IjQueueState);
 	ij_queues = ShmemInitHash("immich_jobs queues",
-							  ij_max_queues, ij_max_queues,
+							  ij_max_queues + IJ_MARKER_ROOM,
+							  ij_max_queues + IJ_MARKER_ROOM,
 							  &info, HASH_ELEM | HASH_BLOBS);
 	ij_lock = lock;
 }
@@ -324,7 +334,9 @@ ij_find(Oid relid, int32 queue_id)
 
 /*
  * Add an entry with zero counts, or return the existing one; the caller holds
- * ij_lock exclusively.  Refuses to grow past immich_jobs.max_queues.
+ * ij_lock exclusively.  Returns NULL (with *found false) when the table is
+ * full: immich_jobs.max_queues entries, or for a marker IJ_MARKER_ROOM more.
+ * The queue is then served from its rows (ij_table_full() says so).
  */
 static IjQueueState *
 ij_enter(Oid relid, int32 queue_id, const IjQueue *settings, bool *found)
@@ -338,15 +350,11 @@ ij_enter(Oid relid, int32 queue_id, const IjQueue *settings, bool *found)
 		*found = true;
 		return e;
 	}
-	if (hash_get_num_entries(ij_queues) >= ij_max_queues)
+	if (hash_get_num_entries(ij_queues) >=
+		ij_max_queues + (queue_id == 0 ? IJ_MARKER_ROOM : 0))
 	{
-		LWLockRelease(ij_lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("too many immich_jobs queues in shared memory"),
-				 errdetail("immich_jobs.max_queues is %d, counting the queues of every database.",
-						   ij_max_queues),
-				 errhint("Increase immich_jobs.max_queues and restart the server.")));
+		*found = false;
+		return NULL;
 	}
 	e = (IjQueueState *) hash_search(ij_queues, &key, HASH_ENTER, found);
 	Assert(!*found);
@@ -375,6 +383,30 @@ ij_enter(Oid relid, int32 queue_id, const IjQueue *settings, bool *found)
 	e->cursor_version = 0;
 	e->last_head_scan = 0;
 	return e;
+}
+
+/*
+ * A queue got no entry because the table is full: it is admitted by its
+ * row (as without the preload) and counted by its jobs until the next
+ * start.  Say so once per backend, never as an ERROR: one database filling
+ * the table must not stop another.  Call without ij_lock.
+ */
+static void
+ij_table_full(const char *queue_name)
+{
+	static bool warned = false;
+
+	if (warned)
+		return;
+	warned = true;
+	ereport(WARNING,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("immich_jobs.max_queues is reached: queue \"%s\" is served without shared memory",
+					queue_name),
+			 errdetail("immich_jobs.max_queues is %d, counting the queues of every database; "
+					   "the queues beyond it take turns on their rows to admit jobs, and are counted by reading their jobs.",
+					   ij_max_queues),
+			 errhint("Increase immich_jobs.max_queues and restart the server.")));
 }
 
 /*
@@ -489,6 +521,7 @@ ij_ensure_loaded(void)
 	bool		found;
 	IjQueue    *queues;
 	int64	   *counts;
+	const char *full = NULL;
 
 	if (!ij_shmem_active())
 		return;
@@ -547,6 +580,12 @@ ij_ensure_loaded(void)
 		for (int i = 0; i < nrows; i++)
 		{
 			e = ij_enter(relid, queues[i].queue_id, &queues[i], &found);
+			if (e == NULL)
+			{
+				if (full == NULL)
+					full = queues[i].name;
+				continue;		/* served from its rows */
+			}
 			if (found)
 				continue;		/* created by create_queue meanwhile */
 			memcpy(e->count, &counts[i * IJ_NUM_COUNTS], sizeof(e->count));
@@ -554,13 +593,18 @@ ij_ensure_loaded(void)
 		/*
 		 * The marker goes last.  If anything above fails, the entries added
 		 * stay and the next loader keeps them: their counts are still exact,
-		 * as no change can be made before the marker exists.
+		 * as no change can be made before the marker exists.  If even the
+		 * marker finds no room, this backend does not try again; others will,
+		 * once each.
 		 */
-		(void) ij_enter(relid, 0, NULL, &found);
+		if (ij_enter(relid, 0, NULL, &found) == NULL && full == NULL)
+			full = "(any)";
 	}
 	LWLockRelease(ij_lock);
 	UnlockRelationOid(seqrelid, ShareUpdateExclusiveLock);
 	loaded_relid = relid;
+	if (full != NULL)
+		ij_table_full(full);
 }
 
 /*
@@ -651,6 +695,7 @@ void
 ij_queue_created(const IjQueue *queue)
 {
 	IjPending  *p;
+	IjQueueState *e;
 	bool		found;
 
 	if (!ij_shmem_active())
@@ -658,9 +703,11 @@ ij_queue_created(const IjQueue *queue)
 	p = ij_pending(queue->queue_id);
 	ij_make_room(1);
 	LWLockAcquire(ij_lock, LW_EXCLUSIVE);
-	(void) ij_enter(ij_job_relid(), queue->queue_id, queue, &found);
+	e = ij_enter(ij_job_relid(), queue->queue_id, queue, &found);
 	LWLockRelease(ij_lock);
-	p->created = !found;
+	p->created = e != NULL && !found;
+	if (e == NULL)
+		ij_table_full(queue->name);
 }
 
 /* this transaction changed a queue's settings: publish them at commit */

@@ -26,6 +26,12 @@
  * Only with the library preloaded: the token sequence is moved on when the
  * shared counters are loaded, which does not happen without the preload.
  *
+ * PREPARE TRANSACTION is refused after any call that locked or changed the
+ * extension's rows, with or without the preload: a prepared transaction
+ * would keep those locks, the slots it reserved and the leases it took,
+ * across restarts, until somebody ends it by hand, and the shared counters
+ * cannot follow a transaction that commits in another session.
+ *
  * src/commit.c
  *
  *-------------------------------------------------------------------------
@@ -48,14 +54,29 @@ typedef enum IjWrites
 
 static IjWrites xact_writes = IJ_WROTE_NOTHING;
 
+/* this transaction called a function that locks or changes jobs or queues */
+static bool xact_used_jobs = false;
+
 /* XactLastRecEnd when the last lease function returned */
 static XLogRecPtr lease_wal_end = InvalidXLogRecPtr;
+
+/*
+ * A function that locks or changes the extension's rows starts: the
+ * transaction may no longer be prepared.
+ */
+void
+ij_xact_uses_jobs(void)
+{
+	xact_used_jobs = true;
+}
 
 /* a lease function starts: has anybody else written since the last one? */
 void
 ij_lease_call_begin(void)
 {
 	XLogRecPtr	expected;
+
+	ij_xact_uses_jobs();
 
 	expected = xact_writes == IJ_WROTE_NOTHING ?
 		InvalidXLogRecPtr : lease_wal_end;
@@ -85,11 +106,19 @@ ij_commit_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 										 PGC_USERSET, PGC_S_SESSION,
 										 GUC_ACTION_LOCAL, true, 0, false);
 			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (xact_used_jobs)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has locked or changed immich_jobs jobs"),
+						 errdetail("A prepared transaction would hold their locks, leases and admission slots until it is ended by hand, across restarts.")));
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 			xact_writes = IJ_WROTE_NOTHING;
 			lease_wal_end = InvalidXLogRecPtr;
+			xact_used_jobs = false;
 			break;
 		default:
 			break;

@@ -123,6 +123,8 @@ ij_set_run_at(IjNewJob *job, bool given, TimestampTz run_at)
 {
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
+	if (given)
+		ij_check_run_at(run_at);
 	job->run_at = given ? run_at : now;
 	job->state = job->run_at > now ? IJ_DELAYED : IJ_WAITING;
 }
@@ -243,6 +245,8 @@ ij_enqueue(PG_FUNCTION_ARGS)
 	bool		added;
 	int64		job_id;
 
+	ij_xact_uses_jobs();
+
 	ij_require_arg(fcinfo, 1, "job_name");
 	ij_require_arg(fcinfo, 2, "payload");
 	ij_require_arg(fcinfo, 3, "priority");
@@ -250,6 +254,8 @@ ij_enqueue(PG_FUNCTION_ARGS)
 	ij_check_length("job name", VARDATA_ANY(job.name),
 					VARSIZE_ANY_EXHDR(job.name), IJ_JOB_NAME_MAX, -1);
 	job.payload = PG_GETARG_JSONB_P(2);
+	ij_check_size("payload", VARSIZE(job.payload), ij_max_payload_size,
+				  "immich_jobs.max_payload_size");
 	job.priority = PG_GETARG_INT32(3);
 	ij_set_run_at(&job, !PG_ARGISNULL(4),
 				  PG_ARGISNULL(4) ? 0 : PG_GETARG_TIMESTAMPTZ(4));
@@ -408,7 +414,11 @@ ij_read_element(int index, JsonbValue *elem, const IjQueue *queue,
 												 v.val.string.len);
 		}
 		else if (strcmp(key, "payload") == 0)
+		{
 			job->payload = JsonbValueToJsonb(&v);
+			ij_check_size("payload", VARSIZE(job->payload),
+						  ij_max_payload_size, "immich_jobs.max_payload_size");
+		}
 		else if (strcmp(key, "priority") == 0)
 			job->priority = ij_json_int(index, key, &v, PG_INT32_MIN,
 										PG_INT32_MAX);
@@ -520,6 +530,8 @@ ij_enqueue_many(PG_FUNCTION_ARGS)
 	int64		added = 0;
 	int64		waiting = 0;
 	ErrorContextCallback errcallback;
+
+	ij_xact_uses_jobs();
 
 	ij_require_arg(fcinfo, 1, "jobs");
 	jobs = PG_GETARG_JSONB_P(1);

@@ -93,7 +93,9 @@ _PG_init(void)
 		prev_shmem_startup_hook = shmem_startup_hook;
 		shmem_startup_hook = ij_shmem_startup_hook;
 		ij_install_utility_hook();
-		ij_register_launcher();
+		/* pg_upgrade's servers (-b) must run nothing but the upgrade */
+		if (!IsBinaryUpgrade)
+			ij_register_launcher();
 	}
 
 #if PG_VERSION_NUM >= 150000

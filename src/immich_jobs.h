@@ -90,10 +90,13 @@ extern int	ij_reaper_interval;
 extern char *ij_databases;
 extern int	ij_finished_retention;
 extern bool ij_synchronous_lease_commit;
+extern int	ij_max_payload_size;
+extern int	ij_max_error_size;
 extern void ij_define_settings(void);
 extern void ij_define_preload_settings(void);
 
 /* commit.c */
+extern void ij_xact_uses_jobs(void);
 extern void ij_lease_call_begin(void);
 extern void ij_lease_call_end(void);
 extern void ij_register_commit_callback(void);
@@ -129,6 +132,9 @@ extern void ij_require_arg(FunctionCallInfo fcinfo, int argno,
 						   const char *argname);
 extern void ij_check_int_range(const char *argname, int32 value,
 							   int32 lo, int32 hi);
+extern void ij_check_run_at(TimestampTz run_at);
+extern void ij_check_size(const char *what, Size size, int limit,
+						  const char *setting);
 extern void ij_check_interval_range(const char *argname, Interval *value,
 									int64 lo_seconds, int32 hi_days);
 extern char *ij_queue_name_arg(FunctionCallInfo fcinfo, int argno);

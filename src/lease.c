@@ -462,6 +462,9 @@ ij_fail(PG_FUNCTION_ARGS)
 
 	ij_require_arg(fcinfo, 0, "job_id");
 	ij_require_arg(fcinfo, 1, "lease_token");
+	if (!PG_ARGISNULL(2))
+		ij_check_size("error", VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(2)),
+					  ij_max_error_size, "immich_jobs.max_error_size");
 	if (!PG_ARGISNULL(3))
 		ij_check_interval_range("retry_in", PG_GETARG_INTERVAL_P(3), 0, 7);
 	for (int i = 0; i < 4; i++)
@@ -533,6 +536,8 @@ ij_release(PG_FUNCTION_ARGS)
 
 	ij_require_arg(fcinfo, 0, "job_id");
 	ij_require_arg(fcinfo, 1, "lease_token");
+	if (!PG_ARGISNULL(2))
+		ij_check_run_at(PG_GETARG_TIMESTAMPTZ(2));
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
@@ -672,6 +677,8 @@ Datum
 ij_reap(PG_FUNCTION_ARGS)
 {
 	int			n;
+
+	ij_xact_uses_jobs();
 
 	SPI_connect();
 	ij_ensure_loaded();

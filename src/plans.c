@@ -39,6 +39,11 @@
 #define MINUS " OPERATOR(pg_catalog.-) "
 #define TIMES " OPERATOR(pg_catalog.*) "
 #define NOW " pg_catalog.now() "
+/*
+ * Leases are timed from the start of the statement, not of the transaction:
+ * a claim or heartbeat late in a long transaction gets its full lease.
+ */
+#define LEASE_NOW " pg_catalog.statement_timestamp() "
 #define CHAR(c) " '" c "'::pg_catalog.\"char\" "
 #define NEXT_JOB_ID \
 	" pg_catalog.nextval('immich_jobs.job_id_seq'::pg_catalog.regclass) "
@@ -257,7 +262,7 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"              SET state =" CHAR("a") ","
 		"                  attempt = j.attempt" PLUS "1,"
 		"                  lease_token =" NEXT_TOKEN ","
-		"                  lease_expires_at =" NOW PLUS "$3,"
+		"                  lease_expires_at =" LEASE_NOW PLUS "$3,"
 		"                  started_at = coalesce(j.started_at," NOW "),"
 		"                  worker_id = $4"
 		"            WHERE j.job_id" EQ "ANY (ARRAY("
@@ -315,7 +320,7 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 	},
 	[IJ_PLAN_HEARTBEAT] = {
 		"UPDATE immich_jobs.job j"
-		"   SET lease_expires_at =" NOW PLUS "coalesce($3, q.lease_timeout)"
+		"   SET lease_expires_at =" LEASE_NOW PLUS "coalesce($3, q.lease_timeout)"
 		"  FROM immich_jobs.queue q"
 		" WHERE j.job_id" EQ "$1 AND j.lease_token" EQ "$2"
 		"   AND q.queue_id" EQ "j.queue_id"
@@ -349,8 +354,15 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		0, {InvalidOid}
 	},
 	[IJ_PLAN_FOLD_LOG] = {
-		/* queues locked by clear() or a claim are folded next time */
-		"WITH q AS (SELECT queue_id FROM immich_jobs.queue"
+		/*
+		 * Queues locked by clear() or a claim are folded next time.  Only the
+		 * queues that have log rows are locked, whatever the plan reads
+		 * first: with nothing to fold, the statement locks nothing, and an
+		 * idle round takes no transaction id and writes no WAL.
+		 */
+		"WITH q AS (SELECT queue_id FROM immich_jobs.queue q0"
+		"            WHERE EXISTS (SELECT FROM immich_jobs.completed_log l0"
+		"                           WHERE l0.queue_id" EQ "q0.queue_id)"
 		"              FOR NO KEY UPDATE SKIP LOCKED),"
 		"     d AS (DELETE FROM immich_jobs.completed_log l USING q"
 		"            WHERE l.queue_id" EQ "q.queue_id"

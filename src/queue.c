@@ -109,7 +109,9 @@ ij_interval_cmp(Interval *a, Interval *b)
 
 /*
  * Raise 22023 unless the interval lies between lo and hi seconds (hi is
- * a whole number of days).
+ * a whole number of days).  Months are refused: their length varies, and
+ * interval comparison counts them as 30 days, so that '3500000 mon
+ * -104999993 days' would pass for 7 days and add 9,000 years to a time.
  */
 void
 ij_check_interval_range(const char *argname, Interval *value,
@@ -120,14 +122,46 @@ ij_check_interval_range(const char *argname, Interval *value,
 
 	lo.time = lo_seconds * USECS_PER_SEC;
 	hi.day = hi_days;
-	if (ij_interval_cmp(value, &lo) < 0 || ij_interval_cmp(value, &hi) > 0)
+	if (value->month != 0 ||
+		ij_interval_cmp(value, &lo) < 0 || ij_interval_cmp(value, &hi) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be between %s and %d days", argname,
 						lo_seconds == 0 ? "0" : "1 second", hi_days),
+				 value->month != 0 ?
+				 errdetail("The value given, %s, has months or years; give days instead.",
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(value)))) :
 				 errdetail("The value given was %s.",
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(value))))));
+}
+
+/* raise 22023 if a run_at is infinite: it would never come, or always be past */
+void
+ij_check_run_at(TimestampTz run_at)
+{
+	if (TIMESTAMP_NOT_FINITE(run_at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("run_at must be a finite time"),
+				 errdetail("The value given was %s.",
+						   TIMESTAMP_IS_NOBEGIN(run_at) ? "-infinity" : "infinity")));
+}
+
+/*
+ * Raise 54000 if a value of the given size in bytes is over a limit; what
+ * names the value, setting the setting that holds the limit.
+ */
+void
+ij_check_size(const char *what, Size size, int limit, const char *setting)
+{
+	if (size > (Size) limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is too large", what),
+				 errdetail("It has %zu bytes; %s is %d bytes.", size, setting, limit),
+				 errhint("Keep large data outside the queue, or raise %s.", setting)));
 }
 
 /*
@@ -211,6 +245,8 @@ ij_create_queue(PG_FUNCTION_ARGS)
 {
 	char	   *name = ij_queue_name_arg(fcinfo, 0);
 	Datum		values[5];
+
+	ij_xact_uses_jobs();
 
 	ij_require_arg(fcinfo, 1, "concurrency");
 	ij_require_arg(fcinfo, 2, "lease_timeout");
@@ -311,6 +347,8 @@ ij_alter_queue(PG_FUNCTION_ARGS)
 {
 	char	   *name = ij_queue_name_arg(fcinfo, 0);
 
+	ij_xact_uses_jobs();
+
 	if (!PG_ARGISNULL(1))
 		ij_check_int_range("concurrency", PG_GETARG_INT32(1), 1,
 						   IJ_CONCURRENCY_MAX);
@@ -335,6 +373,8 @@ Datum
 ij_set_concurrency(PG_FUNCTION_ARGS)
 {
 	char	   *name = ij_queue_name_arg(fcinfo, 0);
+
+	ij_xact_uses_jobs();
 
 	ij_require_arg(fcinfo, 1, "concurrency");
 	ij_check_int_range("concurrency", PG_GETARG_INT32(1), 1,
@@ -371,6 +411,7 @@ ij_set_paused(const char *name, bool paused)
 Datum
 ij_pause_queue(PG_FUNCTION_ARGS)
 {
+	ij_xact_uses_jobs();
 	ij_set_paused(ij_queue_name_arg(fcinfo, 0), true);
 	PG_RETURN_VOID();
 }
@@ -379,6 +420,7 @@ ij_pause_queue(PG_FUNCTION_ARGS)
 Datum
 ij_resume_queue(PG_FUNCTION_ARGS)
 {
+	ij_xact_uses_jobs();
 	ij_set_paused(ij_queue_name_arg(fcinfo, 0), false);
 	PG_RETURN_VOID();
 }
@@ -422,6 +464,8 @@ ij_drop_queue(PG_FUNCTION_ARGS)
 	bool		force;
 	IjQueue		queue;
 	Datum		values[1];
+
+	ij_xact_uses_jobs();
 
 	ij_require_arg(fcinfo, 1, "force");
 	force = PG_GETARG_BOOL(1);
@@ -471,6 +515,8 @@ ij_retry_failed(PG_FUNCTION_ARGS)
 	IjQueue		queue;
 	Datum		values[1];
 	int64		n;
+
+	ij_xact_uses_jobs();
 
 	SPI_connect();
 	ij_ensure_loaded();
@@ -528,6 +574,8 @@ ij_clear(PG_FUNCTION_ARGS)
 	char	   *state;
 	const char *codes = NULL;
 
+	ij_xact_uses_jobs();
+
 	ij_require_arg(fcinfo, 1, "state");
 	state = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	if (strcmp(state, "waiting") == 0)
@@ -561,6 +609,8 @@ ij_drain(PG_FUNCTION_ARGS)
 {
 	char	   *name = ij_queue_name_arg(fcinfo, 0);
 
+	ij_xact_uses_jobs();
+
 	ij_require_arg(fcinfo, 1, "delayed");
 	PG_RETURN_INT64(ij_clear_states(name, PG_GETARG_BOOL(1) ? "wd" : "w"));
 }
@@ -572,6 +622,8 @@ ij_cancel(PG_FUNCTION_ARGS)
 	int64		job_id;
 	Datum		values[1];
 	bool		cancelled = false;
+
+	ij_xact_uses_jobs();
 
 	ij_require_arg(fcinfo, 0, "job_id");
 	job_id = PG_GETARG_INT64(0);
@@ -621,6 +673,8 @@ ij_cancel_by_key(PG_FUNCTION_ARGS)
 	Datum		payload = (Datum) 0;
 	int64		newest = 0;
 	int			n;
+
+	ij_xact_uses_jobs();
 
 	ij_require_arg(fcinfo, 1, "dedup_key");
 	values[1] = PointerGetDatum(PG_GETARG_TEXT_PP(1));

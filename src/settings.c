@@ -11,6 +11,7 @@
 
 #include "nodes/pg_list.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/varlena.h"
 
 #include "immich_jobs.h"
@@ -29,6 +30,10 @@ int			ij_finished_retention = 7 * 24 * 3600;
 
 /* immich_jobs.synchronous_lease_commit: see commit.c */
 bool		ij_synchronous_lease_commit = true;
+
+/* immich_jobs.max_payload_size, immich_jobs.max_error_size (bytes) */
+int			ij_max_payload_size = 1024 * 1024;
+int			ij_max_error_size = 64 * 1024;
 
 /*
  * immich_jobs.databases is "*" (every database that has the extension), a
@@ -125,6 +130,32 @@ ij_define_settings(void)
 							INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
+							NULL,
+							NULL,
+							NULL);
+
+	DefineCustomIntVariable("immich_jobs.max_payload_size",
+							"Largest payload a job may have.",
+							"enqueue and enqueue_many refuse a job whose payload, stored as jsonb, is larger.",
+							&ij_max_payload_size,
+							1024 * 1024,
+							1024,
+							MaxAllocSize / 2,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL,
+							NULL,
+							NULL);
+
+	DefineCustomIntVariable("immich_jobs.max_error_size",
+							"Largest error text that fail may record.",
+							NULL,
+							&ij_max_error_size,
+							64 * 1024,
+							1024,
+							MaxAllocSize / 2,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
 							NULL,
 							NULL,
 							NULL);

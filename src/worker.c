@@ -69,6 +69,7 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -90,6 +91,9 @@ PGDLLEXPORT void ij_reaper_main(Datum main_arg);
 
 /* a reaper that failed is started again after this long at least */
 #define IJ_RETRY_MS			5000
+
+/* how long a reaper waits for its database's lock when it connects */
+#define IJ_CONNECT_LOCK_TIMEOUT "5s"
 
 typedef struct IjWorkerSlot
 {
@@ -488,11 +492,69 @@ ij_reaper_round(void)
 	return installed;
 }
 
+/*
+ * A round that fails (a serialization failure, a lock timeout, a trigger
+ * someone added) is logged and rolled back, and the reaper goes on: the
+ * next round may well succeed, and a reaper that exits costs a backend start
+ * and leaves leases unreclaimed until the launcher starts another.  Returns
+ * false after an error (*installed is then true: try again).
+ */
+static bool
+ij_reaper_round_safe(bool *installed)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		*installed = ij_reaper_round();
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		RESUME_INTERRUPTS();
+		*installed = true;
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * Settings of the database (ALTER DATABASE ... SET) or of the server that
+ * would make every round fail or hang: a reaper overrides them.
+ */
+static void
+ij_reaper_settings(void)
+{
+	SetConfigOption("default_transaction_read_only", "off",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("idle_in_transaction_session_timeout", "0",
+					PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/* error context while a reaper connects */
+static void
+ij_connect_context(void *arg pg_attribute_unused())
+{
+	errcontext("immich_jobs reaper connecting to database %u; it tries again later",
+			   reaper_dboid);
+}
+
 void
 ij_reaper_main(Datum main_arg)
 {
 	IjWorkerSlot *slot;
 	bool		paused;
+	ErrorContextCallback errcallback;
 
 	reaper_dboid = DatumGetObjectId(main_arg);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -511,10 +573,24 @@ ij_reaper_main(Datum main_arg)
 		proc_exit(0);
 	before_shmem_exit(ij_reaper_detach, (Datum) 0);
 
-	/* connecting may wait for the database's lock: let SIGTERM end it */
+	/*
+	 * Connecting takes the database's lock, which ALTER DATABASE ... RENAME
+	 * holds to the end of its transaction: do not wait for it longer than
+	 * IJ_CONNECT_LOCK_TIMEOUT (the ERROR ends this reaper, and the launcher
+	 * tries again later), and let SIGTERM end the wait.
+	 */
+	SetConfigOption("lock_timeout", IJ_CONNECT_LOCK_TIMEOUT,
+					PGC_SUSET, PGC_S_OVERRIDE);
+	errcallback.callback = ij_connect_context;
+	errcallback.arg = NULL;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
 	in_round = true;
 	BackgroundWorkerInitializeConnectionByOid(reaper_dboid, InvalidOid, 0);
 	in_round = false;
+	error_context_stack = errcallback.previous;
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	ij_reaper_settings();
 	pgstat_report_appname("immich_jobs reaper");
 
 	StartTransactionCommand();
@@ -524,9 +600,11 @@ ij_reaper_main(Datum main_arg)
 	for (;;)
 	{
 		bool		installed;
+		long		wait = ij_reaper_interval;
 
 		in_round = true;
-		installed = ij_reaper_round();
+		if (!ij_reaper_round_safe(&installed))
+			wait = Max(wait, IJ_RETRY_MS);
 		in_round = false;
 		if (!installed)
 		{
@@ -540,7 +618,7 @@ ij_reaper_main(Datum main_arg)
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ij_reaper_interval,
+						 wait,
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		ij_worker_interrupts(0);

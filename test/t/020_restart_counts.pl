@@ -257,7 +257,7 @@ PREPARE TRANSACTION 'ij_prepare';
 is($stdout, '2', 'a transaction claims 2 jobs, then tries to PREPARE');
 like(
 	$stderr,
-	qr/ERROR:  0A000: cannot PREPARE a transaction that has changed immich_jobs jobs/,
+	qr/ERROR:  0A000: cannot PREPARE a transaction that has locked or changed immich_jobs jobs/,
 	'PREPARE TRANSACTION fails with SQLSTATE 0A000');
 is(sql('SELECT count(*) FROM pg_prepared_xacts'),
 	'0', 'no transaction was prepared');

@@ -1,6 +1,9 @@
 # Shared entries of queues whose database or extension is gone are reused:
 # with room for 16 entries, queues can be created again and again in new
-# databases that replace dropped ones.
+# databases that replace dropped ones.  When the table is full, queues beyond
+# it are served from their rows, with one WARNING and never an ERROR: one
+# database filling it (its application role calling create_queue in a loop)
+# leaves another database fully usable, its reaper included.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -43,15 +46,42 @@ foreach my $round (1 .. 3)
 	}), "10", "re-created extension, round $round: 10 queues served");
 }
 
-# the limit itself: a 16th entry in one database is refused with 53400
+# the limit itself: one database fills the table, with a WARNING, no ERROR
+$node->append_conf('postgresql.conf', "immich_jobs.reaper_interval = 100ms");
+$node->reload;
 my ($ret, $stdout, $stderr) = $node->psql('again', q{
 	SET client_min_messages = warning;
 	CREATE EXTENSION immich_jobs;
-	SELECT immich_jobs.create_queue('q' || i) FROM generate_series(1, 16) i;
+	SELECT count(immich_jobs.create_queue('q' || i)) FROM generate_series(1, 20) i;
 }, extra_params => [ '-v', 'VERBOSITY=verbose' ]);
-isnt($ret, 0, 'more queues than immich_jobs.max_queues is an error');
-like($stderr, qr/53400: too many immich_jobs queues in shared memory/,
-	'with SQLSTATE 53400 and a clear message');
+is($ret, 0, 'more queues than immich_jobs.max_queues is no error');
+is($stdout, '20', 'all 20 queues are created');
+my @warnings = ($stderr =~ /WARNING:  01000|WARNING:  53400/g);
+is(scalar(@warnings), 1, 'one WARNING');
+like($stderr, qr/WARNING:  53400: immich_jobs.max_queues is reached: queue "q\d+" is served without shared memory/,
+	'it says which setting, with SQLSTATE 53400');
+
+# another database stays usable: create, enqueue, claim within its limit,
+# counts, and its reaper reclaims
+$node->safe_psql('postgres', 'CREATE DATABASE victim');
+is($node->safe_psql('victim', q{
+	SET client_min_messages = error;
+	CREATE EXTENSION immich_jobs;
+	SELECT immich_jobs.create_queue('v', concurrency => 2, lease_timeout => '1 second');
+	SELECT count(immich_jobs.enqueue('v', 'j')) FROM generate_series(1, 5);
+	SELECT count(*) FROM immich_jobs.claim('v', 'w', 5);
+	SELECT count(*) FROM immich_jobs.claim('v', 'w', 5);
+	SELECT active || ' ' || waiting FROM immich_jobs.queue_counts WHERE queue_name = 'v';
+}), "\n5\n2\n0\n2 3", 'another database creates, enqueues, claims within its limit and counts');
+ok($node->poll_query_until('victim', q{
+	SELECT active = 0 AND waiting = 5 FROM immich_jobs.queue_counts WHERE queue_name = 'v'}),
+	'its reaper reclaims the expired leases');
+# and the full database's last queues work too, their counts exact
+is($node->safe_psql('again', q{
+	SELECT immich_jobs.enqueue('q20', 'j') > 0;
+	SELECT count(*) FROM immich_jobs.claim('q20', 'w', 5);
+	SELECT active || ' ' || waiting FROM immich_jobs.queue_counts WHERE queue_name = 'q20';
+}), "t\n1\n1 0", 'a queue beyond the limit is served from its rows');
 
 $node->stop;
 done_testing();
