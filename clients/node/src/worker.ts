@@ -40,6 +40,9 @@ import type { Row, SqlValue } from './driver.js';
 import { ClosedError, failureKind, InvalidArgumentError, JobsError } from './errors.js';
 import * as sql from './sql.js';
 
+/** Characters of a handler's error message sent with fail (at most 4 bytes each: under 64kB). */
+const MAX_ERROR_CHARS = 8_000;
+
 /** A job, as its handler gets it. */
 export interface Job<P = unknown> {
   readonly id: string;
@@ -472,7 +475,10 @@ export class Worker<P = unknown> extends EventEmitter {
   }
 
   private async fail(running: Running<P>, error: unknown): Promise<void> {
-    const message = error instanceof Error ? error.message : String(error);
+    // the server refuses an error text over immich_jobs.max_error_size
+    // (64kB by default): keep the start of a long one
+    const full = error instanceof Error ? error.message : String(error);
+    const message = full.length > MAX_ERROR_CHARS ? `${full.slice(0, MAX_ERROR_CHARS)}…` : full;
     const rows = await this.retrying(this.statements.fail,
       [running.job.id, running.token, message]);
     if (rows !== undefined) {
