@@ -166,3 +166,11 @@ SELECT immich_jobs.drain('bull.none');
 SELECT immich_jobs.drain('bull.kept', NULL);
 SELECT * FROM immich_jobs.job_counts('bull.none');
 SELECT * FROM immich_jobs.job_counts(NULL);
+
+-- a kept enqueue stopped by a job_id already taken (job_id_seq set back)
+-- raises what a plain insert raises, instead of retrying as if a key blocked
+SELECT last_value AS seq_was FROM immich_jobs.job_id_seq \gset
+SELECT setval('immich_jobs.job_id_seq', (SELECT min(job_id) FROM immich_jobs.job), false) > 0 AS set_back;
+SELECT immich_jobs.enqueue('bull.kept', 'x', dedup_key => 'pk', dedup_mode => 'kept');
+SELECT setval('immich_jobs.job_id_seq', :seq_was) > 0 AS restored;
+SELECT count(*) AS none_added FROM immich_jobs.jobs WHERE dedup_key = 'pk';

@@ -20,7 +20,22 @@ ALTER TABLE immich_jobs.job
 CREATE UNIQUE INDEX job_dedup_kept_idx ON immich_jobs.job (queue_id, dedup_key)
     WHERE dedup_key IS NOT NULL AND dedup_kept AND state IN ('w', 'd', 'a', 'f');
 
--- enqueue() gains dedup_mode; a new argument means a new function
+-- cancel_by_key finds a queue's jobs by key in any state
+CREATE INDEX job_key_idx ON immich_jobs.job (queue_id, dedup_key)
+    WHERE dedup_key IS NOT NULL;
+
+/*
+ * enqueue() gains dedup_mode; a new argument means a new function.  Whoever
+ * could call the old one can call the new one: its grants are noted before
+ * the DROP and given again after the CREATE below, so that applications
+ * keep enqueueing through the update.
+ */
+SELECT pg_catalog.set_config('immich_jobs_upgrade.enqueue_acl',
+           coalesce((SELECT p.proacl::pg_catalog.text FROM pg_catalog.pg_proc p
+                      WHERE p.oid OPERATOR(pg_catalog.=)
+                            'immich_jobs.enqueue(text, text, jsonb, integer, timestamptz, text, integer)'::pg_catalog.regprocedure),
+                    '{}'),
+           true);
 DROP FUNCTION immich_jobs.enqueue(text, text, jsonb, integer, timestamptz, text, integer);
 
 CREATE FUNCTION immich_jobs.enqueue(
@@ -71,6 +86,24 @@ COMMENT ON FUNCTION immich_jobs.job_counts(text) IS
 'the queue''s counts as BullMQ''s getJobCounts gives them: a paused queue''s waiting jobs count as paused';
 
 REVOKE ALL ON FUNCTION immich_jobs.enqueue(text, text, jsonb, integer, timestamptz, text, integer, text) FROM PUBLIC;
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN
+        SELECT a.grantee, a.is_grantable
+          FROM pg_catalog.aclexplode(pg_catalog.current_setting('immich_jobs_upgrade.enqueue_acl')::pg_catalog.aclitem[]) a
+         WHERE a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+           AND a.grantee OPERATOR(pg_catalog.<>) a.grantor
+    LOOP
+        EXECUTE pg_catalog.format(
+            'GRANT EXECUTE ON FUNCTION immich_jobs.enqueue(text, text, jsonb, integer, timestamptz, text, integer, text) TO %s%s',
+            CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                 ELSE g.grantee::pg_catalog.regrole::pg_catalog.text END,
+            CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END
+$$;
 REVOKE ALL ON FUNCTION immich_jobs.drain(text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION immich_jobs.cancel_by_key(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION immich_jobs.job_counts(text) FROM PUBLIC;

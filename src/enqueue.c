@@ -162,6 +162,28 @@ ij_parse_dedup_mode(const char *mode, int len, int index)
 }
 
 /*
+ * After a kept insert that added nothing and found no job with its key:
+ * raise what a plain insert would have, if what stopped it was its job_id
+ * (the sequence was set back below existing ids).
+ */
+static void
+ij_check_job_id_free(void)
+{
+	bool		isnull;
+	bool		taken;
+
+	ij_execute(IJ_PLAN_JOB_ID_TAKEN, NULL, NULL, 1);
+	taken = DatumGetBool(ij_result(0, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	if (taken)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("duplicate key value violates unique constraint \"job_pkey\""),
+				 errdetail("immich_jobs.job_id_seq hands out ids that jobs already have."),
+				 errhint("Set it past the largest job_id with setval().")));
+}
+
+/*
  * Insert one job.  With a dedup key that a job of the queue that has not
  * started already has (or, in mode 'kept', a job of the queue that is
  * waiting, delayed, active or failed and was enqueued in that mode), insert
@@ -214,6 +236,8 @@ ij_insert_job(const IjQueue *queue, IjNewJob *job, bool *added)
 			else
 			{
 				SPI_freetuptable(SPI_tuptable);
+				if (job->dedup_kept)
+					ij_check_job_id_free();
 				continue;
 			}
 		}

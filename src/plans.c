@@ -218,6 +218,15 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		" ORDER BY job_id LIMIT 1",
 		2, {INT4OID, TEXTOID}
 	},
+	/*
+	 * The kept insert has no conflict target, so it also does nothing when
+	 * its new job_id is taken (job_id_seq set back): tell that apart.
+	 */
+	[IJ_PLAN_JOB_ID_TAKEN] = {
+		"SELECT EXISTS (SELECT FROM immich_jobs.job WHERE job_id" EQ
+		" pg_catalog.currval('immich_jobs.job_id_seq'::pg_catalog.regclass))",
+		0, {InvalidOid}
+	},
 	[IJ_PLAN_PROMOTE] = {
 		"UPDATE immich_jobs.job SET state =" CHAR("w")
 		" WHERE job_id" EQ "ANY (ARRAY("

@@ -67,9 +67,10 @@ INSERT INTO expected_partial_index (idx, pred) VALUES
     ('job_lease_idx',    $$(state = 'a'::"char")$$),
     ('job_finished_idx', $$(state = ANY (ARRAY['f'::"char", 'x'::"char"]))$$),
     ('job_dedup_idx',    $$((dedup_key IS NOT NULL) AND (started_at IS NULL) AND (state = ANY (ARRAY['w'::"char", 'd'::"char"])))$$),
-    ('job_dedup_kept_idx', $$((dedup_key IS NOT NULL) AND dedup_kept AND (state = ANY (ARRAY['w'::"char", 'd'::"char", 'a'::"char", 'f'::"char"])))$$);
+    ('job_dedup_kept_idx', $$((dedup_key IS NOT NULL) AND dedup_kept AND (state = ANY (ARRAY['w'::"char", 'd'::"char", 'a'::"char", 'f'::"char"])))$$),
+    ('job_key_idx',      $$(dedup_key IS NOT NULL)$$);
 
-SELECT plan(101);
+SELECT plan(103);
 
 -- the extension and its schema
 
@@ -128,7 +129,7 @@ SELECT hasnt_pk('immich_jobs', 'completed_log', 'immich_jobs.completed_log has n
 SELECT indexes_are('immich_jobs', 'queue', ARRAY['queue_pkey', 'queue_queue_name_key']);
 SELECT indexes_are('immich_jobs', 'job',
                    ARRAY['job_pkey', 'job_claim_idx', 'job_delayed_idx', 'job_lease_idx',
-                         'job_finished_idx', 'job_dedup_idx', 'job_dedup_kept_idx']);
+                         'job_finished_idx', 'job_dedup_idx', 'job_dedup_kept_idx', 'job_key_idx']);
 SELECT indexes_are('immich_jobs', 'completed_log', ARRAY[]::name[]);
 SELECT index_is_primary('immich_jobs', 'job', 'job_pkey', 'job_pkey is the primary key index');
 SELECT index_is_unique('immich_jobs', 'job', 'job_dedup_idx', 'job_dedup_idx is unique');

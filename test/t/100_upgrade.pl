@@ -17,7 +17,8 @@
 #    counts are exact.
 # 3. An application role granted EXECUTE before is not given the new
 #    functions by the update (nothing new is open to anyone), and is after
-#    the GRANT that the README tells the administrator to run again.
+#    the GRANT that the README tells the administrator to run again; it
+#    keeps enqueue, which 1.2 replaces, through the update.
 # 4. Before the update, the new library serves the old objects: enqueue
 #    with its old arguments works, and dedup mode 'kept' is refused with an
 #    error that says to update.
@@ -136,6 +137,10 @@ SELECT immich_jobs.enqueue('q', 'keyed', dedup_key => 'k');
 	$node->safe_psql($db, 'ALTER EXTENSION immich_jobs UPDATE');
 	is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'immich_jobs'}),
 		'1.2', "$from: updated to 1.2");
+	# enqueue is a new function in 1.2 (a new argument): its grants move over
+	ok( $node->safe_psql($db, q{SELECT immich_jobs.enqueue('q', 'after update') > 0},
+			connstr => "dbname=$db user=app") eq 't',
+		"$from: the application role still enqueues right after the update");
 
 	# 1. the schema
 	for my $what (sort keys %describe)
@@ -169,7 +174,7 @@ SELECT immich_jobs.enqueue('q', 'kept', dedup_key => 'm', dedup_mode => 'kept')
 			$db,
 			q{SELECT active || ' ' || waiting || ' ' || completed
 				FROM immich_jobs.queue_counts WHERE queue_name = 'q'}),
-		'1 3 1',
+		'1 4 1',
 		"$from: the counts are exact");
 
 	# 3. privileges

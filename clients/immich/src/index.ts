@@ -10,7 +10,8 @@
  *   await repo.queue({ name: JobName.SidecarCheck, data: { id: assetId } });
  */
 export {
-  ImmichJobRepository, enqueueOptions, type ImmichJobRepositoryOptions, type JobContext, type JobHandler,
+  ImmichJobRepository, enqueueOptions, type ConcurrencySetting, type ImmichJobRepositoryOptions, type JobContext,
+  type JobHandler,
   type Logger,
   type PostgresOptions,
 } from './repository.js';

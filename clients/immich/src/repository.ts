@@ -188,6 +188,13 @@ const SETUP = `SELECT immich_jobs.create_queue(q.name, q.concurrency,
 const SET_CONCURRENCY = `SELECT immich_jobs.set_concurrency(q.name, q.concurrency)
   FROM unnest($1::text::text[], $2::text::int4[]) AS q(name, concurrency)`;
 
+/** $1 queue names: their limits in the database */
+const GET_CONCURRENCY = `SELECT queue_name, concurrency::float8 AS concurrency
+  FROM immich_jobs.queue_counts WHERE queue_name = ANY ($1::text::text[])`;
+
+/** A queue's concurrency as startWorkers takes it: a number, or Immich's `{ concurrency }`. */
+export type ConcurrencySetting = number | { concurrency: number };
+
 /** A PostgreSQL array literal of simple values (queue names, numbers). */
 function arrayLiteral(values: readonly (string | number)[]): string {
   return `{${values.map((v) => `"${String(v).replace(/["\\]/g, '\\$&')}"`).join(',')}}`;
@@ -231,6 +238,8 @@ export class ImmichJobRepository extends EventEmitter {
   private readonly admin: JobsClient;
   private workerClient: JobsClient | undefined;
   private readonly workers = new Map<QueueName, Worker<unknown>>();
+  /** the limits this process set last (setConcurrency, startWorkers' argument) */
+  private readonly limits = new Map<QueueName, number>();
   private readonly queueOfName: (name: string) => QueueName;
   private readonly onJob: (queueName: QueueName, item: JobItem, job: JobContext) => Promise<unknown>;
   private readonly handlers: Partial<Record<string, JobHandler>>;
@@ -294,20 +303,29 @@ export class ImmichJobRepository extends EventEmitter {
 
   /**
    * Start one worker per queue, on one client of its own (a pool of at most
-   * 4 connections and one LISTEN connection for all 18).  Each queue runs
-   * `concurrency[queue]` jobs at once (default DEFAULT_CONCURRENCY), a
-   * limit set in the database too, so it holds over every process.  The
-   * promise resolves once the limits are set; whether or not it is awaited,
-   * a failure is logged.
+   * 4 connections and one LISTEN connection for all 18).  A queue given in
+   * `concurrency` (a number, or Immich's `{ concurrency }` of its system
+   * config) gets that limit, in the database too, so it holds over every
+   * process.  The others keep the limit the database has (what an
+   * administrator or another process set, else what setup() created them
+   * with): their workers start with the last limit this process set, or
+   * DEFAULT_CONCURRENCY, and take the database's once it is read.  The
+   * promise resolves once the limits are set and read; whether or not it is
+   * awaited, a failure is logged.
    */
-  startWorkers(concurrency: Partial<Record<QueueName, number>> = {}): Promise<void> {
-    const limits = QUEUE_NAMES.map((q) => [q, concurrency[q] ?? DEFAULT_CONCURRENCY[q]] as const);
+  startWorkers(concurrency: Partial<Record<QueueName, ConcurrencySetting>> = {}): Promise<void> {
+    const given: (readonly [QueueName, number])[] = [];
     try {
       if (this.closing !== undefined) {
         throw new Error('the repository is closed');
       }
-      for (const [q, n] of limits) {
-        checkConcurrency(q, n);
+      for (const q of QUEUE_NAMES) {
+        const setting = concurrency[q];
+        if (setting !== undefined) {
+          const n = typeof setting === 'number' ? setting : setting?.concurrency;
+          checkConcurrency(q, n as number);
+          given.push([q, n as number]);
+        }
       }
     } catch (error) {
       return quiet(Promise.reject(error), (e) => this.logError('Unable to start the workers', e));
@@ -316,16 +334,19 @@ export class ImmichJobRepository extends EventEmitter {
       this.logger.warn?.('The workers are already started');
       return Promise.resolve();
     }
+    for (const [q, n] of given) {
+      this.limits.set(q, n);
+    }
     const client = new JobsClient({
       driver: postgresDriver(this.workerDriverOptions()),
       listen: this.options.listen ?? true,
     });
     client.on('error', (error) => this.report(error));
     this.workerClient = client;
-    for (const [queue, n] of limits) {
+    for (const queue of QUEUE_NAMES) {
       this.logger.verbose?.(`Starting worker for queue: ${queue}`);
       const worker = client.worker<unknown>(queue, (job) => this.process(queue, job), {
-        concurrency: n,
+        concurrency: this.limits.get(queue) ?? DEFAULT_CONCURRENCY[queue],
         closeTimeout: this.options.closeTimeout ?? 10_000,
         ...(this.options.workerId !== undefined ? { workerId: `${this.options.workerId}:${queue}` } : {}),
       });
@@ -334,7 +355,9 @@ export class ImmichJobRepository extends EventEmitter {
         `Lost the lease of job ${job.name} (${job.id}) of queue ${queue}: it was cancelled or reclaimed`));
       this.workers.set(queue, worker);
     }
-    return quiet(this.setLimits(limits), (e) => this.logError('Unable to set the queues\' concurrency', e));
+    const explicit = new Set(given.map(([q]) => q));
+    return quiet(this.setLimits(given).then(() => this.adoptLimits(explicit)),
+      (e) => this.logError('Unable to set the queues\' concurrency', e));
   }
 
   /**
@@ -361,8 +384,10 @@ export class ImmichJobRepository extends EventEmitter {
     } catch (error) {
       return quiet(Promise.reject(error), (e) => this.logError('Unable to set queue concurrency', e));
     }
+    this.limits.set(queueName, concurrency);
     this.workers.get(queueName)?.setConcurrency(concurrency);
-    return quiet(this.admin.queue(queueName).setConcurrency(concurrency),
+    // (a closed client throws at once: keep that in the promise too)
+    return quiet(Promise.resolve().then(() => this.admin.queue(queueName).setConcurrency(concurrency)),
       (e) => this.logError(`Unable to set the concurrency of ${queueName}`, e));
   }
 
@@ -539,7 +564,29 @@ export class ImmichJobRepository extends EventEmitter {
     }
   }
 
+  /**
+   * The workers of the queues whose limit startWorkers was not given take
+   * the database's, unless setConcurrency has set one since.
+   */
+  private async adoptLimits(explicit: ReadonlySet<QueueName>): Promise<void> {
+    const rest = QUEUE_NAMES.filter((q) => !explicit.has(q));
+    if (rest.length === 0) {
+      return;
+    }
+    const rows = await this.sql.unsafe(GET_CONCURRENCY, [arrayLiteral(rest)]);
+    for (const row of rows) {
+      const queue = row['queue_name'] as QueueName;
+      const n = Number(row['concurrency']);
+      if (!this.limits.has(queue) && Number.isInteger(n) && n > 0) {
+        this.workers.get(queue)?.setConcurrency(n);
+      }
+    }
+  }
+
   private async setLimits(limits: readonly (readonly [QueueName, number])[]): Promise<void> {
+    if (limits.length === 0) {
+      return;
+    }
     await this.sql.unsafe(SET_CONCURRENCY, [
       arrayLiteral(limits.map(([q]) => q)), arrayLiteral(limits.map(([, n]) => n)),
     ]);

@@ -171,6 +171,36 @@ describe('ImmichJobRepository', () => {
       'the failure to be logged');
   });
 
+  test('startWorkers keeps the limits set before it and by other processes; takes Immich\'s { concurrency }', async (db) => {
+    const one = db.repo();
+    await one.setup();
+    await one.setConcurrency('thumbnailGeneration', 8);
+    await one.startWorkers();
+    assert.equal((await settings(db)).get('thumbnailGeneration')?.concurrency, 8,
+      'a limit set before startWorkers stays');
+    // another process starts: it sets nothing it was not given, and its
+    // workers take the database's limits
+    const two = db.repo();
+    await two.startWorkers({ ocr: { concurrency: 2 } });
+    const limits = await settings(db);
+    assert.equal(limits.get('thumbnailGeneration')?.concurrency, 8, 'the other process did not reset it');
+    assert.equal(limits.get('ocr')?.concurrency, 2, "Immich's config shape works");
+    assert.equal(limits.get('sidecar')?.concurrency, DEFAULT_CONCURRENCY.sidecar);
+    await Promise.all([one.close(), two.close()]);
+    // a worker started without a limit runs 8 at once, the database's limit
+    const gate = deferred();
+    let running = 0;
+    const three = db.repo({ onJob: async () => { running++; await gate.promise; running--; } });
+    await three.startWorkers();
+    await three.queueAll(Array.from({ length: 10 }, (_, i) => ({ name: JobName.AssetGenerateThumbnails, data: { i } })));
+    await waitFor(() => running === 8, 'eight jobs to run in one process');
+    gate.resolve();
+    await waitFor(async () => (await three.getJobCounts('thumbnailGeneration')).completed === 10, 'the queue to drain');
+    await three.close();
+    // after close, setConcurrency is refused in its promise, not synchronously
+    await assert.rejects(one.setConcurrency('ocr', 3));
+  });
+
   test('isActive, isPaused, pause and resume', async (db) => {
     const gate = deferred();
     let runs = 0;
