@@ -109,7 +109,13 @@ ij_bulk_begin(Oid relid)
 		perminfo->relid = relid;
 		perminfo->requiredPerms = ACL_INSERT;
 		rte->perminfoindex = 1;
+#if PG_VERSION_NUM >= 180000
+		/* 18: the relations that survive partition pruning (all: just one) */
+		ExecInitRangeTable(bulk->estate, list_make1(rte), list_make1(perminfo),
+						   bms_make_singleton(1));
+#else
 		ExecInitRangeTable(bulk->estate, list_make1(rte), list_make1(perminfo));
+#endif
 	}
 #else
 	ExecInitRangeTable(bulk->estate, list_make1(rte));

@@ -162,8 +162,9 @@ my $poll_until = time + $deadline_s;
 my $under_way;
 while (time < $poll_until)
 {
-	$under_way = $poller->query_safe(
-		"SELECT count(*) >= $njobs / 10 FROM done_log WHERE ok") eq 't';
+	# (16.2's BackgroundPsql leaves a newline after the result)
+	$under_way = ($poller->query_safe(
+		"SELECT count(*) >= $njobs / 10 FROM done_log WHERE ok") =~ s/\n+\z//r) eq 't';
 	last if $under_way;
 	usleep(10_000);
 }

@@ -29,7 +29,18 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
 use Time::HiRes qw(time usleep);
+
+# a background session's result, without the trailing newline that 16.2's
+# BackgroundPsql::query leaves (fixed in 16.3)
+sub bq
+{
+	my ($session, $sql) = @_;
+	my $out = $session->query_safe($sql);
+	$out =~ s/\n+\z//;
+	return $out;
+}
 
 my $node = PostgreSQL::Test::Cluster->new('review');
 $node->init;
@@ -130,7 +141,7 @@ my $rr = $node->background_psql('postgres');
 $rr->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ');
 $rr->query_safe('SELECT 1');
 sql('postgres', "SELECT immich_jobs.pause_queue('p')");
-is( $rr->query_safe(q{
+is( bq($rr, q{
 SELECT waiting FROM immich_jobs.queue_counts WHERE queue_name = 'p'}),
 	'3',
 	'the REPEATABLE READ transaction reads queue_counts after the pause committed');
@@ -141,7 +152,7 @@ SELECT count(*) FROM immich_jobs.claim('p', 'w1');
 SELECT count(*) FROM immich_jobs.claim('p', 'w1', 3);}),
 	"0\n0\n0",
 	'after the restart, every claim on the paused queue gets nothing');
-is( $rr->query_safe(q{
+is( bq($rr, q{
 SELECT count(*) FROM immich_jobs.claim('p', 'w2');
 SELECT count(*) FROM immich_jobs.claim('p', 'w2');}),
 	"0\n0",
@@ -229,10 +240,10 @@ my $s1 = $node->background_psql('postgres');
 my $s2 = $node->background_psql('postgres');
 $s2->query_safe('LISTEN immich_jobs');
 $s1->query_safe('BEGIN');
-is( $s1->query_safe(q{SELECT count(*) FROM immich_jobs.claim('stranded', 's1')}),
+is( bq($s1, q{SELECT count(*) FROM immich_jobs.claim('stranded', 's1')}),
 	'1', 's1 claims the job in an open transaction');
 like(
-	$s2->query_safe(q{SELECT count(*) FROM immich_jobs.claim('stranded', 's2')}),
+	bq($s2, q{SELECT count(*) FROM immich_jobs.claim('stranded', 's2')}),
 	qr/^0$/m,
 	's2 finds nothing: it waits for a notification');
 $s1->query_safe('ROLLBACK');
@@ -316,7 +327,7 @@ $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
 while (time < $deadline)
 {
 	$locker->query_safe('SELECT pg_stat_clear_snapshot()');
-	$state = $locker->query_safe(
+	$state = bq($locker, 
 		"SELECT wait_event_type FROM pg_stat_get_activity($launcher)");
 	last if $state eq 'Lock';
 	usleep(10_000);
@@ -327,7 +338,7 @@ $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
 while (time < $deadline)
 {
 	$locker->query_safe('SELECT pg_stat_clear_snapshot()');
-	$state = $locker->query_safe(
+	$state = bq($locker, 
 		"SELECT count(*) FROM pg_stat_get_activity($launcher)");
 	last if $state eq '0';
 	usleep(10_000);
