@@ -56,7 +56,7 @@ export function settingsFromEnv(): Settings {
     chaos: (process.env['CHAOS'] ?? '1') !== '0',
     // Immich pages library files by 10,000; 1,000 here, fewer for small runs
     batch: Math.min(1_000, Math.max(50, Math.ceil(assets / 20))),
-    leaseMs: intEnv('LEASE_MS', 5_000),
+    leaseMs: intEnv('LEASE_MS', 10_000),
     host,
     database: process.env['PGDATABASE'] ?? 'immich',
     bindir: process.env['PG_BINDIR'] ?? '/usr/lib/postgresql/15/bin',
