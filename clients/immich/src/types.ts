@@ -157,16 +157,11 @@ export interface JobItem<D = any> {
   data?: D;
 }
 
-/** A queue's counts, as BullMQ's `getJobCounts` gives them. */
-export interface JobCounts {
-  active: number;
-  completed: number;
-  failed: number;
-  delayed: number;
-  /** 0 while the queue is paused: its waiting jobs then count as `paused` */
-  waiting: number;
-  paused: number;
-}
+/**
+ * A queue's counts, as BullMQ's `getJobCounts` gives them (Immich's
+ * `JobCounts`): the Node client's, which job_counts() fills that way.
+ */
+export type { JobCounts } from 'immich-jobs';
 
 /** A job as `searchJobs` lists it (Immich's `QueueJobResponseDto`). */
 export interface QueueJobResponse {
