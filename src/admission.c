@@ -48,8 +48,12 @@
  * is exact because every function that changes jobs calls ij_ensure_loaded()
  * before its first change: no change can be made, let alone committed,
  * between the snapshot a loader counts with and the moment the counts are
- * published.  Changes made to the tables other than through the extension's
- * functions are not seen until the next restart.  A read-only transaction
+ * published.  A queue that appears after that, restored or copied into the
+ * table (pg_restore runs CREATE EXTENSION before its COPYs), is loaded alone
+ * when a claim or a count first needs it (ij_ensure_queue_loaded says how
+ * that stays exact); until then it is served from its rows.  Other changes
+ * made to the tables other than through the extension's functions are not
+ * seen until the next restart.  A read-only transaction
  * (a hot standby's, among others) does not load: the loader must also move
  * the lease tokens on (below), and until somebody loads, counts are counted.
  *
@@ -146,6 +150,7 @@ typedef struct IjQueueState
 	IjPos		cursor;			/* no claimable job sorts before it */
 	uint64		cursor_version; /* bumped by every lowering of the cursor */
 	TimestampTz last_head_scan; /* last claim that ignored the cursor */
+	bool		full_warned;	/* marker: a late load found no room */
 } IjQueueState;
 
 /* what one (sub)transaction has done to one queue */
@@ -382,6 +387,7 @@ ij_enter(Oid relid, int32 queue_id, const IjQueue *settings, bool *found)
 	e->cursor = ij_pos_start;
 	e->cursor_version = 0;
 	e->last_head_scan = 0;
+	e->full_warned = false;
 	return e;
 }
 
@@ -506,6 +512,29 @@ ij_token_seq_relid(void)
 	return relid;
 }
 
+/* the names of a loader's count columns, in IjCount order */
+static const char *const ij_count_names[IJ_NUM_COUNTS] = {
+	"waiting", "delayed", "active", "failed", "cancelled", "completed"
+};
+
+/*
+ * Read row row of a loader's result (IJ_PLAN_COUNTS_ALL or _QUEUE): the
+ * queue's settings into queue, its counts into counts.
+ */
+static void
+ij_result_loaded_queue(int row, IjQueue *queue, int64 *counts)
+{
+	bool		isnull;
+	char	   *name;
+
+	name = TextDatumGetCString(ij_result(row, ij_result_col("queue_name"),
+										 &isnull));
+	ij_result_queue(row, ij_result_col("queue_id"), name, queue);
+	for (int c = 0; c < IJ_NUM_COUNTS; c++)
+		counts[c] = ij_result_int64(row, ij_result_col(ij_count_names[c]));
+	pfree(name);
+}
+
 /*
  * Make sure this database's counters are in shared memory, counting every
  * queue's jobs if they are not.  Must be called, inside SPI, before a
@@ -558,14 +587,7 @@ ij_ensure_loaded(void)
 	queues = (IjQueue *) palloc(sizeof(IjQueue) * Max(nrows, 1));
 	counts = (int64 *) palloc(sizeof(int64) * IJ_NUM_COUNTS * Max(nrows, 1));
 	for (int i = 0; i < nrows; i++)
-	{
-		bool		isnull;
-		char	   *name = TextDatumGetCString(ij_result(i, 1, &isnull));
-
-		ij_result_queue(i, 2, name, &queues[i]);
-		for (int c = 0; c < IJ_NUM_COUNTS; c++)
-			counts[i * IJ_NUM_COUNTS + c] = ij_result_int64(i, 7 + c);
-	}
+		ij_result_loaded_queue(i, &queues[i], &counts[i * IJ_NUM_COUNTS]);
 
 	ij_make_room(nrows + 1);
 	LWLockAcquire(ij_lock, LW_EXCLUSIVE);
@@ -608,7 +630,126 @@ ij_ensure_loaded(void)
 }
 
 /*
+ * The lock that keeps a queue's late loader (ij_ensure_queue_loaded) apart
+ * from the transactions that change the queue's jobs while it has no entry:
+ * an object lock in this database, of the job table's OID, the queue's id
+ * and sub-id 1 (pg_locks shows it as locktype "object").
+ */
+static inline void
+ij_load_locktag(LOCKTAG *tag, Oid relid, int32 queue_id)
+{
+	SET_LOCKTAG_OBJECT(*tag, MyDatabaseId, relid, (uint32) queue_id, 1);
+}
+
+/* has this transaction recorded anything for a queue, at any level? */
+static bool
+ij_has_pending(Oid relid, int32 queue_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending)
+	{
+		IjPending  *p = (IjPending *) lfirst(lc);
+
+		if (p->queue_id == queue_id && p->relid == relid)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Give a queue that shared memory does not know its entry, counting its
+ * jobs: a queue restored or copied into the database after it was loaded
+ * (pg_restore runs CREATE EXTENSION before its COPYs), or one left out while
+ * the table was full.  From then on it is admitted and counted in shared
+ * memory instead of on its rows.  Call inside SPI, before this transaction
+ * changes the queue's jobs.
+ *
+ * The count is exact for the reason the database's loader is: no change to
+ * the queue's jobs is left out of it, or applied to it twice.  Every
+ * transaction that changes the queue's jobs while the queue has no entry
+ * holds the queue's load lock in ShareLock from its first change
+ * (ij_pending) until it ends, which is after its commit callback.  The
+ * loader takes the lock in ExclusiveLock, counts with the latest snapshot
+ * and publishes before it lets go.  So a change the count sees was
+ * committed, and its callback ran without an entry, before the loader had
+ * the lock; a change the count does not see commits after the entry exists
+ * and is applied to it.  The loader must not have changed the queue's jobs
+ * itself (the count would see its changes, and its commit apply them).
+ * A loader that cannot have the lock at once leaves the queue on its rows
+ * this time: the next call tries again.
+ */
+void
+ij_ensure_queue_loaded(int32 queue_id)
+{
+	static TimestampTz last_full = 0;
+	Oid			relid;
+	bool		known;
+	bool		marked;
+	bool		full;
+	bool		warn = false;
+	LOCKTAG		tag;
+	Datum		values[1];
+	IjQueue		queue;
+	int64		counts[IJ_NUM_COUNTS];
+	IjQueueState *e = NULL;
+	bool		found;
+
+	if (!ij_shmem_active() || RecoveryInProgress())
+		return;
+	relid = ij_job_relid();
+	LWLockAcquire(ij_lock, LW_SHARED);
+	known = ij_find(relid, queue_id) != NULL;
+	marked = ij_find(relid, 0) != NULL;
+	full = hash_get_num_entries(ij_queues) >= ij_max_queues;
+	LWLockRelease(ij_lock);
+
+	/* the database's loader has not run: ij_ensure_loaded() loads all */
+	if (known || !marked || ij_has_pending(relid, queue_id))
+		return;
+	/* while the table is full, look for room once a second */
+	if (full)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (!TimestampDifferenceExceeds(last_full, now, 1000))
+			return;
+		last_full = now;
+	}
+
+	ij_load_locktag(&tag, relid, queue_id);
+	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return;
+	values[0] = Int32GetDatum(queue_id);
+	if (ij_execute_latest(IJ_PLAN_COUNTS_QUEUE, values, NULL) == 1)
+	{
+		ij_result_loaded_queue(0, &queue, counts);
+		ij_make_room(1);
+		LWLockAcquire(ij_lock, LW_EXCLUSIVE);
+		e = ij_enter(relid, queue_id, &queue, &found);
+		if (e != NULL && !found)
+			memcpy(e->count, counts, sizeof(e->count));
+		else if (e == NULL)
+		{
+			/* say so once per database, not in every backend */
+			IjQueueState *marker = ij_find(relid, 0);
+
+			warn = marker != NULL && !marker->full_warned;
+			if (warn)
+				marker->full_warned = true;
+		}
+		LWLockRelease(ij_lock);
+		if (warn)
+			ij_table_full(queue.name);
+	}
+	LockRelease(&tag, ExclusiveLock, false);
+}
+
+/*
  * This transaction's pending entry for a queue at the current nesting level.
+ * A transaction that records something for a queue without an entry holds
+ * the queue's load lock in ShareLock until it ends (see
+ * ij_ensure_queue_loaded).
  */
 static IjPending *
 ij_pending(int32 queue_id)
@@ -617,6 +758,7 @@ ij_pending(int32 queue_id)
 	Oid			relid = ij_job_relid();
 	ListCell   *lc;
 	IjPending  *p;
+	bool		known;
 	MemoryContext oldcxt;
 
 	foreach(lc, pending)
@@ -625,6 +767,17 @@ ij_pending(int32 queue_id)
 		if (p->queue_id == queue_id && p->nest_level == level &&
 			p->relid == relid)
 			return p;
+	}
+
+	LWLockAcquire(ij_lock, LW_SHARED);
+	known = ij_find(relid, queue_id) != NULL;
+	LWLockRelease(ij_lock);
+	if (!known)
+	{
+		LOCKTAG		tag;
+
+		ij_load_locktag(&tag, relid, queue_id);
+		(void) LockAcquire(&tag, ShareLock, false, false);
 	}
 
 	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
@@ -840,8 +993,8 @@ ij_own_share(Oid relid, int32 queue_id, int64 *delta, int64 *reserved)
  * Ask for up to want slots of a queue.  Fills adm; adm->granted is 0 when
  * the queue is paused or full, and the caller is then counted as waiting
  * for a slot.  adm->shared is false when there is no shared state for the
- * queue (no preload, or rows added behind the functions' back since the
- * counters were loaded): the caller must then do admission itself.
+ * queue (no preload, a full table, or a queue whose late loader could not
+ * run): the caller must then do admission itself, on the queue's row.
  */
 void
 ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
@@ -1182,6 +1335,7 @@ ij_shared_counts(int32 queue_id, int64 *counts)
 	if (!ij_shmem_active() || RecoveryInProgress())
 		return false;
 	ij_ensure_loaded();
+	ij_ensure_queue_loaded(queue_id);
 	LWLockAcquire(ij_lock, LW_SHARED);
 	e = ij_find(ij_job_relid(), queue_id);
 	if (e != NULL)

@@ -108,6 +108,7 @@ extern void ij_register_xact_callbacks(void);
 extern bool ij_shmem_active(void);
 extern Oid	ij_job_relid(void);
 extern void ij_ensure_loaded(void);
+extern void ij_ensure_queue_loaded(int32 queue_id);
 extern void ij_queue_created(const IjQueue *queue);
 extern void ij_queue_settings_changed(const IjQueue *queue);
 extern void ij_remember_queue(const IjQueue *queue);
@@ -166,6 +167,7 @@ typedef enum IjPlanId
 	IJ_PLAN_QUEUE_RESET_COMPLETED,
 	IJ_PLAN_ACTIVE_COUNT,
 	IJ_PLAN_COUNTS_ALL,
+	IJ_PLAN_COUNTS_QUEUE,
 	IJ_PLAN_COUNTS_ONE,
 	IJ_PLAN_JOB_INSERT,
 	IJ_PLAN_JOB_INSERT_DEDUP,
@@ -201,6 +203,7 @@ extern int	ij_execute_latest(IjPlanId id, Datum *values, const char *nulls);
 extern Datum ij_result(int row, int col, bool *isnull);
 extern int64 ij_result_int64(int row, int col);
 extern int32 ij_result_int32(int row, int col);
+extern int	ij_result_col(const char *name);
 
 /* worker.c */
 extern Size ij_worker_shmem_size(void);

@@ -139,6 +139,8 @@ ij_claim_queue(const char *queue_name, IjQueue *queue, bool *connected)
 	ij_ensure_loaded();
 	ij_get_queue(queue_name, queue,
 				 ij_shmem_active() ? IJ_READ_LATEST : IJ_READ_LOCK);
+	/* a queue restored or copied after the database was loaded */
+	ij_ensure_queue_loaded(queue->queue_id);
 }
 
 /*

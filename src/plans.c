@@ -57,6 +57,32 @@
 	" AND state" EQ "ANY ('{w,d,a,f}'::pg_catalog.\"char\"[]) "
 #define NEG_PRIORITY " (OPERATOR(pg_catalog.-) priority::pg_catalog.int8) "
 #define LAST_ATTEMPT " j.attempt" GE "j.max_attempts "
+/*
+ * Queues with their settings and the counts of their jobs in IjCount order,
+ * for the loaders; filter restricts the queues (and what is counted).
+ */
+#define COUNTS_SELECT(filter) \
+	"SELECT q.queue_name, q.queue_id, q.concurrency, q.max_attempts," \
+	"       q.paused, q.lease_timeout," \
+	"       coalesce(j.waiting, 0) AS waiting," \
+	"       coalesce(j.delayed, 0) AS delayed," \
+	"       coalesce(j.active, 0) AS active," \
+	"       coalesce(j.failed, 0) AS failed," \
+	"       coalesce(j.cancelled, 0) AS cancelled," \
+	"       q.completed_base" PLUS "coalesce(l.n, 0) AS completed" \
+	"  FROM (SELECT * FROM immich_jobs.queue" filter ") q" \
+	"  LEFT JOIN (SELECT queue_id," \
+	"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("w") ") AS waiting," \
+	"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("d") ") AS delayed," \
+	"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("a") ") AS active," \
+	"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("f") ") AS failed," \
+	"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("x") ") AS cancelled" \
+	"               FROM immich_jobs.job" filter " GROUP BY queue_id) j" \
+	"         ON j.queue_id" EQ "q.queue_id" \
+	"  LEFT JOIN (SELECT queue_id, pg_catalog.sum(n) AS n" \
+	"               FROM immich_jobs.completed_log" filter " GROUP BY queue_id) l" \
+	"         ON l.queue_id" EQ "q.queue_id"
+
 /* retry_in ($4), else retry_backoff * 2^(attempt - 1), at most 7 days */
 #define RETRY_AT \
 	NOW PLUS "coalesce($4, LEAST(q.retry_backoff" TIMES \
@@ -135,25 +161,13 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 	},
 	[IJ_PLAN_COUNTS_ALL] = {
 		/* the name, the settings, then the counts in IjCount order */
-		"SELECT q.queue_name, q.queue_id, q.concurrency, q.max_attempts,"
-		"       q.paused, q.lease_timeout,"
-		"       coalesce(j.waiting, 0), coalesce(j.delayed, 0),"
-		"       coalesce(j.active, 0), coalesce(j.failed, 0),"
-		"       coalesce(j.cancelled, 0),"
-		"       q.completed_base" PLUS "coalesce(l.n, 0)"
-		"  FROM immich_jobs.queue q"
-		"  LEFT JOIN (SELECT queue_id,"
-		"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("w") ") AS waiting,"
-		"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("d") ") AS delayed,"
-		"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("a") ") AS active,"
-		"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("f") ") AS failed,"
-		"                    pg_catalog.count(*) FILTER (WHERE state" EQ CHAR("x") ") AS cancelled"
-		"               FROM immich_jobs.job GROUP BY queue_id) j"
-		"         ON j.queue_id" EQ "q.queue_id"
-		"  LEFT JOIN (SELECT queue_id, pg_catalog.sum(n) AS n"
-		"               FROM immich_jobs.completed_log GROUP BY queue_id) l"
-		"         ON l.queue_id" EQ "q.queue_id",
+		COUNTS_SELECT(""),
 		0, {InvalidOid}
+	},
+	[IJ_PLAN_COUNTS_QUEUE] = {
+		/* as IJ_PLAN_COUNTS_ALL, for one queue */
+		COUNTS_SELECT(" WHERE queue_id" EQ "$1"),
+		1, {INT4OID}
 	},
 	[IJ_PLAN_COUNTS_ONE] = {
 		/* without shared memory: one count per state, each by its index */
@@ -525,6 +539,17 @@ ij_result_int64(int row, int col)
 	Datum		d = ij_result(row, col, &isnull);
 
 	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/* the number of the last result's column called name */
+int
+ij_result_col(const char *name)
+{
+	int			col = SPI_fnumber(SPI_tuptable->tupdesc, name);
+
+	if (col <= 0)
+		elog(ERROR, "immich_jobs statement has no column \"%s\"", name);
+	return col;
 }
 
 int32

@@ -3,7 +3,8 @@
 # databases that replace dropped ones.  When the table is full, queues beyond
 # it are served from their rows, with one WARNING and never an ERROR: one
 # database filling it (its application role calling create_queue in a loop)
-# leaves another database fully usable, its reaper included.
+# leaves another database fully usable, its reaper included; once there is
+# room again, such a queue gets its entry when it is next used.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -82,6 +83,27 @@ is($node->safe_psql('again', q{
 	SELECT count(*) FROM immich_jobs.claim('q20', 'w', 5);
 	SELECT active || ' ' || waiting FROM immich_jobs.queue_counts WHERE queue_name = 'q20';
 }), "t\n1\n1 0", 'a queue beyond the limit is served from its rows');
+
+# Room again: once the full database is dropped, the queue beyond the limit
+# gets its entry when it is next used, and claims of it stop taking turns
+# on its row (on the row, the second claim would wait for the first one's
+# transaction: lock_timeout proves it does not).
+$node->safe_psql('postgres', 'DROP DATABASE again');
+my $first = $node->background_psql('victim');
+$first->query_safe('BEGIN');
+my $got = $first->query_safe(
+	q{SELECT count(*) FROM immich_jobs.claim('v', 'first', 1)});
+$got =~ s/\n+\z//;    # 16.2's BackgroundPsql leaves a newline
+is($got, '1', 'room again: a claim of the queue, its transaction left open');
+($ret, $stdout, $stderr) = $node->psql('victim', q{
+	SET lock_timeout = '10s';
+	SELECT count(*) FROM immich_jobs.claim('v', 'second', 1);
+});
+is($ret, 0, 'room again: the queue is loaded, a second claim does not wait')
+  or diag($stderr);
+is($stdout, '1', 'and gets a job');
+$first->query_safe('COMMIT');
+$first->quit;
 
 $node->stop;
 done_testing();
