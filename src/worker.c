@@ -7,12 +7,31 @@
  * has finished: a hot standby runs none of this, and promotion starts it.
  * It is connected to no database.  Every round it lists the databases in
  * pg_database that immich_jobs.databases names (skipping templates and
- * databases that refuse connections) and makes sure each has a reaper.
+ * databases that refuse connections) and makes sure that each one that has
+ * the extension has a reaper.
+ *
+ * Connected to no database, the launcher cannot see which ones have the
+ * extension: the reapers and CREATE EXTENSION tell it.  A database it has
+ * not met before (every one at server start or promotion, then each new
+ * one) gets one reaper, which looks: if the extension is not there, the
+ * reaper marks its slot "absent" and exits, and the launcher starts no
+ * reaper there again, however many rounds pass, until a CREATE EXTENSION
+ * there says otherwise.  The ProcessUtility hook below notices a statement
+ * after which the database has the extension (CREATE EXTENSION, also one
+ * that pg_restore runs or that CASCADE makes for another extension; ALTER
+ * EXTENSION ... UPDATE; COMMIT PREPARED); when its transaction commits, it
+ * marks the database's slot "check" and sets the launcher's latch.  A
+ * database without the extension thus costs one backend start per server
+ * start and holds no worker slot.
+ *
+ * When no background worker slot is free for a reaper, the launcher says
+ * so once (a WARNING naming the database and how to size
+ * max_worker_processes), tries again every round, and says so again only
+ * after the database was served in between.
  *
  * A reaper is a dynamic background worker connected to one database.  If
- * the extension is not installed there, it says so and exits; the launcher
- * tries again a few rounds later, so a CREATE EXTENSION is picked up within
- * a few reaper intervals.  Otherwise, every immich_jobs.reaper_interval it
+ * the extension is not installed there (or no longer is), it says so in
+ * its slot and exits.  Otherwise, every immich_jobs.reaper_interval it
  * runs one short transaction that reclaims expired leases (what reap()
  * does), makes due delayed jobs waiting and wakes whoever waits for them,
  * folds the completion log, and deletes failed and cancelled jobs older
@@ -31,12 +50,17 @@
  *	  and keeps the launcher from starting another until a few seconds after
  *	  the command.
  *
- * Shared state: one IjWorkerSlot per database the launcher has seen, under
+ * Shared state: an IjWorkerSlot for each database that has a reaper, is
+ * kept from having one by DDL, or has news for the launcher, under
  * IjWorkerShared->lock (an LWLock): hold it to read or change any slot.
- * A reaper publishes its pid in its slot before it connects to its database
- * and checks the slot's pause under the same lock, so the hook either sees
- * the reaper (and stops it) or the reaper sees the pause (and does not
- * start).
+ * The launcher frees the other slots every round; what it knows of the
+ * databases without the extension it keeps in its own memory, so that they
+ * take no slot.  A reaper publishes its pid in its slot before it connects
+ * to its database and checks the slot's pause under the same lock, so the
+ * hook either sees the reaper (and stops it) or the reaper sees the pause
+ * (and does not start).  The launcher clears a slot's findings and news
+ * before it starts a reaper there, which looks only after that: news of a
+ * CREATE EXTENSION that the reaper may have missed is never lost.
  *
  * src/worker.c
  *
@@ -86,26 +110,35 @@ PGDLLEXPORT void ij_reaper_main(Datum main_arg);
 /* how long the hook waits for a reaper to exit */
 #define IJ_STOP_WAIT_MS		10000
 
-/* a database without the extension is looked at again after this many rounds */
-#define IJ_ABSENT_ROUNDS	3
-
 /* a reaper that failed is started again after this long at least */
 #define IJ_RETRY_MS			5000
 
 /* how long a reaper waits for its database's lock when it connects */
 #define IJ_CONNECT_LOCK_TIMEOUT "5s"
 
+/*
+ * Slots for the databases that DDL keeps from having a reaper or that have
+ * news for the launcher, beyond one for each reaper that can run.
+ */
+#define IJ_SPARE_SLOTS		64
+
 typedef struct IjWorkerSlot
 {
 	Oid			dboid;			/* InvalidOid: the slot is free */
 	pid_t		pid;			/* the reaper's, while it runs */
 	bool		absent;			/* its last reaper found no extension */
+	bool		served;			/* its reaper found the extension */
+	bool		check;			/* the extension was created since the
+								 * launcher last started a reaper here */
 	TimestampTz paused_until;	/* DDL wants no reaper here before this */
 } IjWorkerSlot;
 
 typedef struct IjWorkerShared
 {
 	LWLock	   *lock;
+	PGPROC	   *launcher;		/* whose latch to set; NULL: none runs */
+	bool		check_all;		/* news that found no free slot: look at
+								 * every database again */
 	int			nslots;
 	IjWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } IjWorkerShared;
@@ -114,10 +147,21 @@ static IjWorkerShared *ij_workers = NULL;
 
 static ProcessUtility_hook_type prev_utility_hook = NULL;
 
-/* the launcher's own record of the reapers it started */
+/* what the launcher knows of a database's extension */
+typedef enum IjExtState
+{
+	IJ_EXT_UNKNOWN,				/* not looked yet: start a reaper to look */
+	IJ_EXT_INSTALLED,			/* serve it */
+	IJ_EXT_ABSENT				/* start nothing until a CREATE EXTENSION */
+} IjExtState;
+
+/* the launcher's own record of the databases it serves */
 typedef struct IjReaper
 {
 	Oid			dboid;
+	NameData	dbname;
+	IjExtState	ext;
+	bool		listed;			/* in this round's list of databases */
 	BackgroundWorkerHandle *handle; /* NULL: none running */
 	TimestampTz next_start;		/* do not start one before */
 	bool		warned;			/* logged that no worker slot was free */
@@ -130,7 +174,8 @@ Size
 ij_worker_shmem_size(void)
 {
 	return add_size(offsetof(IjWorkerShared, slots),
-					mul_size(max_worker_processes, sizeof(IjWorkerSlot)));
+					mul_size(add_size(max_worker_processes, IJ_SPARE_SLOTS),
+							 sizeof(IjWorkerSlot)));
 }
 
 /* set up the slots; the caller holds AddinShmemInitLock */
@@ -144,7 +189,7 @@ ij_worker_shmem_init(LWLock *lock)
 	if (!found)
 	{
 		memset(ij_workers, 0, ij_worker_shmem_size());
-		ij_workers->nslots = max_worker_processes;
+		ij_workers->nslots = max_worker_processes + IJ_SPARE_SLOTS;
 	}
 	ij_workers->lock = lock;
 }
@@ -228,41 +273,7 @@ ij_worker_interrupts(int exit_code)
  * The launcher
  */
 
-/* the databases to serve, as a List of Oids */
-static List *
-ij_served_databases(void)
-{
-	List	   *dbs = NIL;
-	Relation	rel;
-	TableScanDesc scan;
-	HeapTuple	tup;
-	MemoryContext cxt = CurrentMemoryContext;
-
-	StartTransactionCommand();
-	(void) GetTransactionSnapshot();
-	rel = table_open(DatabaseRelationId, AccessShareLock);
-	scan = table_beginscan_catalog(rel, 0, NULL);
-	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
-	{
-		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
-		MemoryContext oldcxt;
-
-		if (!db->datallowconn || db->datistemplate ||
-#ifdef DATCONNLIMIT_INVALID_DB
-			database_is_invalid_form(db) ||
-#endif
-			!ij_serves_database(NameStr(db->datname)))
-			continue;
-		oldcxt = MemoryContextSwitchTo(cxt);
-		dbs = lappend_oid(dbs, db->oid);
-		MemoryContextSwitchTo(oldcxt);
-	}
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	CommitTransactionCommand();
-	return dbs;
-}
-
+/* the launcher's record of a database, made if it is new: not looked at yet */
 static IjReaper *
 ij_reaper_entry(Oid dboid)
 {
@@ -277,7 +288,46 @@ ij_reaper_entry(Oid dboid)
 			repalloc(reapers, sizeof(IjReaper) * (nreapers + 16));
 	memset(&reapers[nreapers], 0, sizeof(IjReaper));
 	reapers[nreapers].dboid = dboid;
+	reapers[nreapers].ext = IJ_EXT_UNKNOWN;
 	return &reapers[nreapers++];
+}
+
+/*
+ * List the databases to serve: mark their records "listed" (making records
+ * for the new ones) and keep their names up to date.
+ */
+static void
+ij_list_databases(void)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	for (int i = 0; i < nreapers; i++)
+		reapers[i].listed = false;
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+		IjReaper   *r;
+
+		if (!db->datallowconn || db->datistemplate ||
+#ifdef DATCONNLIMIT_INVALID_DB
+			database_is_invalid_form(db) ||
+#endif
+			!ij_serves_database(NameStr(db->datname)))
+			continue;
+		r = ij_reaper_entry(db->oid);
+		r->listed = true;
+		namestrcpy(&r->dbname, NameStr(db->datname));
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
 }
 
 /* start a reaper for a database; false if no worker slot was free */
@@ -302,15 +352,135 @@ ij_start_reaper(IjReaper *r)
 }
 
 /*
+ * No background worker slot was free for a database's reaper: say which
+ * database, and how many workers immich_jobs needs.
+ */
+static void
+ij_warn_no_worker(IjReaper *r)
+{
+	int			needed = 1;		/* the launcher */
+
+	for (int i = 0; i < nreapers; i++)
+	{
+		if (reapers[i].listed && reapers[i].ext != IJ_EXT_ABSENT)
+			needed++;
+	}
+	ereport(WARNING,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("immich_jobs could not start a reaper for database \"%s\"",
+					NameStr(r->dbname)),
+			 r->ext == IJ_EXT_INSTALLED ?
+			 errdetail("No background worker slot is free.  Until one is, expired leases in this database are not reclaimed; immich_jobs tries again every round.") :
+			 errdetail("No background worker slot is free.  Until one is, immich_jobs cannot see whether this database has the extension, nor reclaim its expired leases if it has; it tries again every round."),
+			 errhint("immich_jobs needs a background worker for its launcher and one for each database that has the extension: %d now.  Set max_worker_processes (%d now) to at least that plus what parallel query, logical replication and other extensions use, and restart the server.",
+					 needed, max_worker_processes)));
+}
+
+/*
+ * What happened since the last round, under the lock: what the reapers
+ * found, which databases a CREATE EXTENSION names, and the slots nobody
+ * needs any more.  stopped[i]: the reaper of reapers[i] has exited.
+ */
+static void
+ij_launcher_news(const bool *stopped, TimestampTz now)
+{
+	/* a reaper that failed, or exited for DDL, is started again then */
+	TimestampTz retry = TimestampTzPlusMilliseconds(now,
+													Max(ij_reaper_interval,
+														IJ_RETRY_MS));
+
+	LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
+
+	/* news that found no free slot: whichever database it was, look again */
+	if (ij_workers->check_all)
+	{
+		ij_workers->check_all = false;
+		for (int i = 0; i < nreapers; i++)
+		{
+			if (reapers[i].ext == IJ_EXT_ABSENT)
+				reapers[i].ext = IJ_EXT_UNKNOWN;
+		}
+	}
+
+	for (int i = 0; i < nreapers; i++)
+	{
+		IjReaper   *r = &reapers[i];
+		IjWorkerSlot *slot = ij_worker_slot(r->dboid, false);
+
+		if (slot == NULL)
+		{
+			/* (a reaper of ours always has its slot: defensive) */
+			if (stopped[i])
+				r->next_start = retry;
+			continue;
+		}
+
+		/* a reaper that runs or ran says what it found */
+		if ((r->handle != NULL || stopped[i]) && slot->served)
+			r->ext = IJ_EXT_INSTALLED;
+		if (r->handle != NULL)
+			continue;			/* its slot->check waits until it exits */
+		if (stopped[i])
+		{
+			/* no extension: start nothing until a CREATE EXTENSION */
+			if (slot->absent)
+				r->ext = IJ_EXT_ABSENT;
+			else
+				r->next_start = retry;
+		}
+
+		/*
+		 * A CREATE EXTENSION here committed since the last reaper was
+		 * started, maybe after that reaper looked: serve the database now.
+		 */
+		if (slot->check)
+		{
+			r->ext = IJ_EXT_INSTALLED;
+			slot->check = false;
+		}
+	}
+
+	/*
+	 * Free the slots that nobody uses: no reaper of ours may start there,
+	 * none runs, and no DDL keeps one away.  A reaper's findings are in
+	 * reapers[] by now, and news for a database that is not listed is of no
+	 * use: when it is listed, its first reaper will look.
+	 */
+	for (int j = 0; j < ij_workers->nslots; j++)
+	{
+		IjWorkerSlot *slot = &ij_workers->slots[j];
+		bool		ours = false;
+
+		if (slot->dboid == InvalidOid || slot->pid != 0 ||
+			slot->paused_until > now)
+			continue;
+		for (int i = 0; i < nreapers && !ours; i++)
+			ours = reapers[i].dboid == slot->dboid &&
+				reapers[i].handle != NULL;
+		if (!ours)
+			slot->dboid = InvalidOid;
+	}
+
+	LWLockRelease(ij_workers->lock);
+}
+
+/*
  * One round of the launcher: stop the reapers of databases no longer
- * served, notice the ones that exited, start the missing ones.
+ * served, notice the ones that exited and the news, start the missing
+ * ones.
  */
 static void
 ij_launcher_round(void)
 {
-	List	   *dbs = ij_served_databases();
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
+	bool	   *stopped;
+	bool		looking = false;
+	int			n;
 
+	ij_list_databases();
+	now = GetCurrentTimestamp();
+
+	stopped = palloc0(sizeof(bool) * (nreapers + 1));
 	for (int i = 0; i < nreapers; i++)
 	{
 		IjReaper   *r = &reapers[i];
@@ -320,78 +490,93 @@ ij_launcher_round(void)
 			continue;
 		if (GetBackgroundWorkerPid(r->handle, &pid) == BGWH_STOPPED)
 		{
-			bool		absent = false;
-			IjWorkerSlot *slot;
-
-			LWLockAcquire(ij_workers->lock, LW_SHARED);
-			slot = ij_worker_slot(r->dboid, false);
-			if (slot != NULL)
-				absent = slot->absent;
-			LWLockRelease(ij_workers->lock);
-
-			/* no extension: look again a few rounds later; an error: later */
 			pfree(r->handle);
 			r->handle = NULL;
-			r->next_start = TimestampTzPlusMilliseconds(now, absent ?
-														IJ_ABSENT_ROUNDS * ij_reaper_interval :
-														Max(ij_reaper_interval, IJ_RETRY_MS));
+			stopped[i] = true;
 		}
-		else if (!list_member_oid(dbs, r->dboid))
+		else if (!r->listed)
 			TerminateBackgroundWorker(r->handle);
 	}
+	ij_launcher_news(stopped, now);
+	pfree(stopped);
 
-	/* free the slots of databases no longer served, once nobody uses them */
-	LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < ij_workers->nslots; i++)
+	/* forget the databases no longer served, once their reaper has gone */
+	n = 0;
+	for (int i = 0; i < nreapers; i++)
 	{
-		IjWorkerSlot *slot = &ij_workers->slots[i];
-
-		if (slot->dboid != InvalidOid && slot->pid == 0 &&
-			slot->paused_until < now && !list_member_oid(dbs, slot->dboid))
-			slot->dboid = InvalidOid;
+		if (reapers[i].listed || reapers[i].handle != NULL)
+			reapers[n++] = reapers[i];
 	}
-	LWLockRelease(ij_workers->lock);
+	nreapers = n;
 
-	for (int i = 0; i < list_length(dbs); i++)
+	/*
+	 * A reaper that looks whether its database has the extension exits at
+	 * once if it has not: while one does, a worker slot is about to be free
+	 * and no slot is worth a warning.
+	 */
+	for (int i = 0; i < nreapers; i++)
 	{
-		Oid			dboid = list_nth_oid(dbs, i);
-		IjReaper   *r = ij_reaper_entry(dboid);
+		if (reapers[i].handle != NULL && reapers[i].ext == IJ_EXT_UNKNOWN)
+			looking = true;
+	}
+
+	for (int i = 0; i < nreapers; i++)
+	{
+		IjReaper   *r = &reapers[i];
 		IjWorkerSlot *slot;
 		bool		paused;
 
-		if (r->handle != NULL || r->next_start > now)
+		if (!r->listed || r->handle != NULL || r->ext == IJ_EXT_ABSENT ||
+			r->next_start > now)
 			continue;
 
 		/*
 		 * A reaper may run that this launcher did not start (it started
 		 * before this launcher was restarted): then there is nothing to do.
+		 * Otherwise the slot starts afresh for the reaper to fill in; news
+		 * of a CREATE EXTENSION before this point is news to it.
 		 */
 		LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
-		slot = ij_worker_slot(dboid, true);
+		slot = ij_worker_slot(r->dboid, true);
 		paused = slot == NULL || slot->paused_until > now || slot->pid != 0;
-		if (slot != NULL && !paused)
+		if (!paused)
+		{
 			slot->absent = false;
+			slot->served = false;
+			slot->check = false;
+		}
 		LWLockRelease(ij_workers->lock);
 		if (paused)
 			continue;
 
 		if (ij_start_reaper(r))
+		{
 			r->warned = false;
+			if (r->ext == IJ_EXT_UNKNOWN)
+				looking = true;
+		}
 		else
 		{
+			/* no worker slot: say so once, and try again next round */
 			r->handle = NULL;
-			r->next_start = TimestampTzPlusMilliseconds(now, 10 * 1000);
-			if (!r->warned)
-				ereport(WARNING,
-						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-						 errmsg("immich_jobs could not start a reaper for database %u",
-								dboid),
-						 errdetail("No background worker slot is free."),
-						 errhint("Increase max_worker_processes.")));
-			r->warned = true;
+			if (!r->warned && !looking)
+			{
+				ij_warn_no_worker(r);
+				r->warned = true;
+			}
 		}
 	}
-	list_free(dbs);
+}
+
+/* the launcher exits: nobody need set its latch */
+static void
+ij_launcher_detach(int code pg_attribute_unused(),
+				   Datum arg pg_attribute_unused())
+{
+	LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
+	if (ij_workers->launcher == MyProc)
+		ij_workers->launcher = NULL;
+	LWLockRelease(ij_workers->lock);
 }
 
 void
@@ -406,6 +591,12 @@ ij_launcher_main(Datum main_arg pg_attribute_unused())
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	in_round = false;
 	pgstat_report_appname("immich_jobs launcher");
+
+	/* CREATE EXTENSION sets our latch from now on */
+	LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
+	ij_workers->launcher = MyProc;
+	LWLockRelease(ij_workers->lock);
+	before_shmem_exit(ij_launcher_detach, (Datum) 0);
 
 	for (;;)
 	{
@@ -554,6 +745,7 @@ ij_reaper_main(Datum main_arg)
 {
 	IjWorkerSlot *slot;
 	bool		paused;
+	bool		served = false;
 	ErrorContextCallback errcallback;
 
 	reaper_dboid = DatumGetObjectId(main_arg);
@@ -606,14 +798,27 @@ ij_reaper_main(Datum main_arg)
 		if (!ij_reaper_round_safe(&installed))
 			wait = Max(wait, IJ_RETRY_MS);
 		in_round = false;
-		if (!installed)
+
+		/*
+		 * Tell the launcher what we found: the extension is not there (then
+		 * it starts no reaper here until a CREATE EXTENSION), or it is (a
+		 * round that failed counts: we stay, and try again).
+		 */
+		if (!installed || !served)
 		{
 			LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
 			slot = ij_worker_slot(reaper_dboid, false);
 			if (slot != NULL)
-				slot->absent = true;
+			{
+				if (installed)
+					slot->served = true;
+				else
+					slot->absent = true;
+			}
 			LWLockRelease(ij_workers->lock);
-			proc_exit(0);
+			if (!installed)
+				proc_exit(0);
+			served = true;
 		}
 
 		(void) WaitLatch(MyLatch,
@@ -744,6 +949,71 @@ ij_owns_database(Oid dboid)
 #endif
 }
 
+/*
+ * CREATE EXTENSION: tell the launcher
+ */
+
+/* a statement of this transaction left the database with the extension */
+static bool extension_news = false;
+
+/*
+ * Might the database have the extension after this statement, where it had
+ * not before?  A CREATE EXTENSION of any extension may create ours
+ * (CASCADE); COMMIT PREPARED may commit one.
+ */
+static bool
+ij_may_create_extension(Node *parsetree)
+{
+	switch (nodeTag(parsetree))
+	{
+		case T_CreateExtensionStmt:
+		case T_AlterExtensionStmt:	/* ALTER EXTENSION ... UPDATE */
+			return true;
+		case T_TransactionStmt:
+			return ((TransactionStmt *) parsetree)->kind ==
+				TRANS_STMT_COMMIT_PREPARED;
+		default:
+			return false;
+	}
+}
+
+/*
+ * The transaction that created the extension committed: mark the
+ * database's slot, so that the launcher serves it even if a reaper there
+ * found no extension a moment ago, and wake the launcher.  No slot free:
+ * the launcher looks at every database again.  (A CREATE EXTENSION undone
+ * by ROLLBACK TO SAVEPOINT still counts: it costs one look.)
+ */
+static void
+ij_worker_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+{
+	IjWorkerSlot *slot;
+	PGPROC	   *launcher;
+
+	if (!extension_news)
+		return;
+	if (event != XACT_EVENT_COMMIT)
+	{
+		/* aborted, or prepared: then COMMIT PREPARED has the news */
+		if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
+			event == XACT_EVENT_PARALLEL_ABORT)
+			extension_news = false;
+		return;
+	}
+	extension_news = false;
+
+	LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
+	slot = ij_worker_slot(MyDatabaseId, true);
+	if (slot != NULL)
+		slot->check = true;
+	else
+		ij_workers->check_all = true;
+	launcher = ij_workers->launcher;
+	LWLockRelease(ij_workers->lock);
+	if (launcher != NULL)
+		SetLatch(&launcher->procLatch);
+}
+
 static void
 ij_utility_hook(PlannedStmt *pstmt, const char *queryString,
 				bool readOnlyTree, ProcessUtilityContext context,
@@ -751,6 +1021,7 @@ ij_utility_hook(PlannedStmt *pstmt, const char *queryString,
 				DestReceiver *dest, QueryCompletion *qc)
 {
 	Oid			dboid = ij_ddl_database(pstmt->utilityStmt);
+	bool		may_create = ij_may_create_extension(pstmt->utilityStmt);
 
 	/*
 	 * Only for those allowed to run the command on that database (they own
@@ -779,11 +1050,19 @@ ij_utility_hook(PlannedStmt *pstmt, const char *queryString,
 			ij_resume_reaper(dboid);
 	}
 	PG_END_TRY();
+
+	/* the statement succeeded: tell the launcher when it commits */
+	if (may_create && ij_workers != NULL && !extension_news &&
+		IsTransactionState() &&
+		OidIsValid(get_extension_oid("immich_jobs", true)))
+		extension_news = true;
 }
 
+/* in every backend (the library is preloaded): the hook and its callback */
 void
 ij_install_utility_hook(void)
 {
 	prev_utility_hook = ProcessUtility_hook;
 	ProcessUtility_hook = ij_utility_hook;
+	RegisterXactCallback(ij_worker_xact_callback, NULL);
 }
