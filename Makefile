@@ -3,6 +3,7 @@ MODULE_big = immich_jobs
 OBJS = \
 	src/immich_jobs.o \
 	src/settings.o \
+	src/args.o \
 	src/admission.o \
 	src/commit.o \
 	src/plans.o \

@@ -127,7 +127,7 @@ extern void ij_wake(int32 queue_id, const char *queue_name, IjWakeKind kind);
 extern bool ij_shared_counts(int32 queue_id, int64 *counts);
 extern int	ij_wake_stranded(void);
 
-/* queue.c */
+/* args.c */
 extern void ij_check_queue_name(const char *name);
 extern void ij_require_arg(FunctionCallInfo fcinfo, int argno,
 						   const char *argname);
@@ -139,6 +139,8 @@ extern void ij_check_size(const char *what, Size size, int limit,
 extern void ij_check_interval_range(const char *argname, Interval *value,
 									int64 lo_seconds, int32 hi_days);
 extern char *ij_queue_name_arg(FunctionCallInfo fcinfo, int argno);
+
+/* queue.c */
 /* how ij_get_queue reads the queue's row */
 typedef enum IjRead
 {
