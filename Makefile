@@ -4,6 +4,7 @@ OBJS = \
 	src/immich_jobs.o \
 	src/settings.o \
 	src/args.o \
+	src/catalog.o \
 	src/admission.o \
 	src/commit.o \
 	src/plans.o \

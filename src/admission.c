@@ -223,10 +223,6 @@ static List *pending = NIL;
 /* the job table whose counters this backend knows to be loaded */
 static Oid	loaded_relid = InvalidOid;
 
-/* the job table's OID, looked up once per transaction */
-static Oid	cached_relid = InvalidOid;
-static LocalTransactionId cached_relid_lxid = InvalidLocalTransactionId;
-
 /*
  * Room for the databases' "loaded" markers beyond immich_jobs.max_queues:
  * queues stop taking entries at max_queues, so that a database can still be
@@ -292,28 +288,6 @@ ij_preload_notice(void)
 			(errmsg("immich_jobs is not in shared_preload_libraries"),
 			 errdetail("Expired leases are reclaimed only by calling immich_jobs.reap(), claims on a queue take turns on its row, and queue_counts counts rows."),
 			 errhint("Add immich_jobs to shared_preload_libraries and restart the server.")));
-}
-
-#if PG_VERSION_NUM >= 170000
-#define MY_LXID (MyProc->vxid.lxid)
-#else
-#define MY_LXID (MyProc->lxid)
-#endif
-
-/* the OID of immich_jobs.job, looked up once per transaction */
-Oid
-ij_job_relid(void)
-{
-	if (cached_relid_lxid != MY_LXID)
-	{
-		Oid			nsp = get_namespace_oid(IJ_SCHEMA, false);
-
-		cached_relid = get_relname_relid("job", nsp);
-		if (!OidIsValid(cached_relid))
-			elog(ERROR, "table immich_jobs.job does not exist");
-		cached_relid_lxid = MY_LXID;
-	}
-	return cached_relid;
 }
 
 static inline IjQueueKey
@@ -497,19 +471,6 @@ ij_database_loaded(Oid relid)
 	loaded = ij_find(relid, 0) != NULL;
 	LWLockRelease(ij_lock);
 	return loaded;
-}
-
-/* the OID of immich_jobs.lease_token_seq */
-static Oid
-ij_token_seq_relid(void)
-{
-	Oid			relid;
-
-	relid = get_relname_relid("lease_token_seq",
-							  get_namespace_oid(IJ_SCHEMA, false));
-	if (!OidIsValid(relid))
-		elog(ERROR, "sequence immich_jobs.lease_token_seq does not exist");
-	return relid;
 }
 
 /* the names of a loader's count columns, in IjCount order */

@@ -101,12 +101,16 @@ extern void ij_lease_call_begin(void);
 extern void ij_lease_call_end(void);
 extern void ij_register_commit_callback(void);
 
+/* catalog.c */
+extern Oid	ij_job_relid(void);
+extern Oid	ij_token_seq_relid(void);
+extern char *ij_queue_name_by_id(int32 queue_id);
+
 /* admission.c */
 extern Size ij_admission_shmem_size(void);
 extern void ij_admission_shmem_init(LWLock *lock);
 extern void ij_register_xact_callbacks(void);
 extern bool ij_shmem_active(void);
-extern Oid	ij_job_relid(void);
 extern void ij_ensure_loaded(void);
 extern void ij_ensure_queue_loaded(int32 queue_id);
 extern void ij_queue_created(const IjQueue *queue);
@@ -151,7 +155,6 @@ typedef enum IjRead
 
 extern bool ij_lookup_queue(const char *name, IjQueue *queue, IjRead how);
 extern void ij_get_queue(const char *name, IjQueue *queue, IjRead how);
-extern char *ij_queue_name_by_id(int32 queue_id);
 extern void ij_lock_queue(int32 queue_id, LOCKMODE mode);
 extern void ij_result_queue(int row, int col, const char *name,
 							IjQueue *queue);

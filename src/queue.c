@@ -96,19 +96,6 @@ ij_lock_queue(int32 queue_id, LOCKMODE mode)
 	LockDatabaseObject(ij_job_relid(), (Oid) queue_id, 0, mode);
 }
 
-/* a queue's name, or NULL if it is gone; used where only the id is known */
-char *
-ij_queue_name_by_id(int32 queue_id)
-{
-	Datum		values[1];
-	bool		isnull;
-
-	values[0] = Int32GetDatum(queue_id);
-	if (ij_execute(IJ_PLAN_QUEUE_NAME, values, NULL, 1) == 0)
-		return NULL;
-	return TextDatumGetCString(ij_result(0, 1, &isnull));
-}
-
 /*
  * create_queue(queue_name, concurrency, lease_timeout, max_attempts,
  *				retry_backoff, if_not_exists)
