@@ -473,11 +473,6 @@ ij_database_loaded(Oid relid)
 	return loaded;
 }
 
-/* the names of a loader's count columns, in IjCount order */
-static const char *const ij_count_names[IJ_NUM_COUNTS] = {
-	"waiting", "delayed", "active", "failed", "cancelled", "completed"
-};
-
 /*
  * Read row row of a loader's result (IJ_PLAN_COUNTS_ALL or _QUEUE): the
  * queue's settings into queue, its counts into counts.
@@ -490,7 +485,7 @@ ij_result_loaded_queue(int row, IjQueue *queue, int64 *counts)
 
 	name = TextDatumGetCString(ij_result(row, ij_result_col("queue_name"),
 										 &isnull));
-	ij_result_queue(row, ij_result_col("queue_id"), name, queue);
+	ij_result_queue(row, name, queue);
 	for (int c = 0; c < IJ_NUM_COUNTS; c++)
 		counts[c] = ij_result_int64(row, ij_result_col(ij_count_names[c]));
 	pfree(name);

@@ -72,5 +72,6 @@ ij_queue_name_by_id(int32 queue_id)
 	values[0] = Int32GetDatum(queue_id);
 	if (ij_execute(IJ_PLAN_QUEUE_NAME, values, NULL, 1) == 0)
 		return NULL;
-	return TextDatumGetCString(ij_result(0, 1, &isnull));
+	return TextDatumGetCString(ij_result(0, ij_result_col("queue_name"),
+										 &isnull));
 }

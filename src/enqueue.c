@@ -173,7 +173,7 @@ ij_check_job_id_free(void)
 	bool		taken;
 
 	ij_execute(IJ_PLAN_JOB_ID_TAKEN, NULL, NULL, 1);
-	taken = DatumGetBool(ij_result(0, 1, &isnull));
+	taken = DatumGetBool(ij_result(0, ij_result_col("taken"), &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	if (taken)
 		ereport(ERROR,
@@ -208,7 +208,7 @@ ij_insert_job(const IjQueue *queue, IjNewJob *job, bool *added)
 	{
 		ij_execute(IJ_PLAN_JOB_INSERT, values, NULL, 1);
 		*added = true;
-		job_id = ij_result_int64(0, 1);
+		job_id = ij_result_int64(0, ij_result_col("job_id"));
 		SPI_freetuptable(SPI_tuptable);
 		return job_id;
 	}
@@ -241,7 +241,7 @@ ij_insert_job(const IjQueue *queue, IjNewJob *job, bool *added)
 				continue;
 			}
 		}
-		job_id = ij_result_int64(0, 1);
+		job_id = ij_result_int64(0, ij_result_col("job_id"));
 		SPI_freetuptable(SPI_tuptable);
 		return job_id;
 	}

@@ -156,8 +156,6 @@ typedef enum IjRead
 extern bool ij_lookup_queue(const char *name, IjQueue *queue, IjRead how);
 extern void ij_get_queue(const char *name, IjQueue *queue, IjRead how);
 extern void ij_lock_queue(int32 queue_id, LOCKMODE mode);
-extern void ij_result_queue(int row, int col, const char *name,
-							IjQueue *queue);
 
 /* plans.c */
 typedef enum IjPlanId
@@ -209,6 +207,8 @@ extern Datum ij_result(int row, int col, bool *isnull);
 extern int64 ij_result_int64(int row, int col);
 extern int32 ij_result_int32(int row, int col);
 extern int	ij_result_col(const char *name);
+extern void ij_result_queue(int row, const char *name, IjQueue *queue);
+extern const char *const ij_count_names[IJ_NUM_COUNTS];
 
 /* worker.c */
 extern Size ij_worker_shmem_size(void);

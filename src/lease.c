@@ -81,7 +81,7 @@ ij_admit_unshared(const IjQueue *queue, int want)
 		return 0;
 	values[0] = Int32GetDatum(queue->queue_id);
 	ij_execute_latest(IJ_PLAN_ACTIVE_COUNT, values, NULL);
-	active = ij_result_int64(0, 1);
+	active = ij_result_int64(0, ij_result_col("active"));
 	return (int) Max(0, Min(want, queue->concurrency - active));
 }
 
@@ -178,6 +178,8 @@ ij_claim_jobs(FunctionCallInfo fcinfo, IjQueue *queue, text *worker_id,
 	if (adm.granted > 0)
 	{
 		Datum		values[6];
+		int			job_col;
+		int			priority_col;
 
 		if (!*connected)
 			SPI_connect();
@@ -193,17 +195,24 @@ ij_claim_jobs(FunctionCallInfo fcinfo, IjQueue *queue, text *worker_id,
 		values[4] = Int64GetDatum(adm.start.np);
 		values[5] = Int64GetDatum(adm.start.id);
 		used = ij_execute(IJ_PLAN_CLAIM, values, NULL, 0);
+		job_col = ij_result_col("job_id") - 1;
+		priority_col = ij_result_col("priority") - 1;
 		for (int i = 0; i < used; i++)
 		{
 			Datum		row[7];
 			bool		nulls[7];
 
+			/*
+			 * Copied whole, by position: the statement's first six columns
+			 * are claim()'s result columns, in their order; the seventh,
+			 * priority, is only for the cursor and is not returned.
+			 */
 			heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
 							  row, nulls);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
 								 row, nulls);
-			last_job_id = DatumGetInt64(row[0]);
-			last_priority = DatumGetInt32(row[6]);
+			last_job_id = DatumGetInt64(row[job_col]);
+			last_priority = DatumGetInt32(row[priority_col]);
 		}
 		ij_count_move(queue->queue_id, IJ_WAITING, IJ_ACTIVE, used);
 	}
@@ -276,7 +285,7 @@ ij_complete(PG_FUNCTION_ARGS)
 	ij_ensure_loaded();
 	if (ij_execute(IJ_PLAN_COMPLETE, values, NULL, 1) == 1)
 	{
-		ij_lease_ended(ij_result_int32(0, 1), 'c', 1);
+		ij_lease_ended(ij_result_int32(0, ij_result_col("queue_id")), 'c', 1);
 		done = true;
 	}
 	SPI_finish();
@@ -328,6 +337,8 @@ ij_complete_pairs(ArrayType *ids, ArrayType *tokens, int32 own_queue_id,
 	Datum		values[2];
 	int			n;
 	int64	   *keys;
+	int			job_col;
+	int			queue_col;
 
 	values[0] = PointerGetDatum(ids);
 	values[1] = PointerGetDatum(tokens);
@@ -342,10 +353,12 @@ ij_complete_pairs(ArrayType *ids, ArrayType *tokens, int32 own_queue_id,
 	 * row first, as waking may run statements of its own.
 	 */
 	keys = (int64 *) palloc(sizeof(int64) * 2 * n);
+	job_col = ij_result_col("job_id");
+	queue_col = ij_result_col("queue_id");
 	for (int i = 0; i < n; i++)
 	{
-		(*done)[i] = ij_result_int64(i, 1);
-		keys[2 * i] = ij_result_int32(i, 2);
+		(*done)[i] = ij_result_int64(i, job_col);
+		keys[2 * i] = ij_result_int32(i, queue_col);
 		keys[2 * i + 1] = (*done)[i];
 	}
 	qsort(*done, n, sizeof(int64), ij_cmp_int64);
@@ -482,8 +495,8 @@ ij_fail(PG_FUNCTION_ARGS)
 	{
 		bool		isnull;
 
-		state = DatumGetChar(ij_result(0, 2, &isnull));
-		ij_lease_ended(ij_result_int32(0, 1), state, 1);
+		state = DatumGetChar(ij_result(0, ij_result_col("state"), &isnull));
+		ij_lease_ended(ij_result_int32(0, ij_result_col("queue_id")), state, 1);
 	}
 	SPI_finish();
 	ij_lease_call_end();
@@ -518,7 +531,9 @@ ij_heartbeat(PG_FUNCTION_ARGS)
 	{
 		bool		isnull;
 
-		expires = DatumGetTimestampTz(ij_result(0, 1, &isnull));
+		expires = DatumGetTimestampTz(ij_result(0,
+												ij_result_col("lease_expires_at"),
+												&isnull));
 	}
 	SPI_finish();
 	ij_lease_call_end();
@@ -553,8 +568,10 @@ ij_release(PG_FUNCTION_ARGS)
 	{
 		bool		isnull;
 
-		ij_lease_ended(ij_result_int32(0, 1),
-					   DatumGetChar(ij_result(0, 2, &isnull)), 1);
+		char		state = DatumGetChar(ij_result(0, ij_result_col("state"),
+												   &isnull));
+
+		ij_lease_ended(ij_result_int32(0, ij_result_col("queue_id")), state, 1);
 	}
 	SPI_finish();
 	ij_lease_call_end();
@@ -582,6 +599,8 @@ ij_reap_expired(void)
 	int			n;
 	int64	   *keys;
 	int			nkeys = 0;
+	int			queue_col;
+	int			state_col;
 
 	n = ij_execute(IJ_PLAN_REAP, NULL, NULL, 0);
 	if (n == 0)
@@ -589,11 +608,13 @@ ij_reap_expired(void)
 
 	/* one key per reclaimed job: queue_id * 2 + (1 if back to waiting) */
 	keys = (int64 *) palloc(sizeof(int64) * n);
+	queue_col = ij_result_col("queue_id");
+	state_col = ij_result_col("state");
 	for (int i = 0; i < n; i++)
 	{
 		bool		isnull;
-		int32		queue_id = ij_result_int32(i, 1);
-		char		state = DatumGetChar(ij_result(i, 2, &isnull));
+		int32		queue_id = ij_result_int32(i, queue_col);
+		char		state = DatumGetChar(ij_result(i, state_col, &isnull));
 
 		ij_count_move(queue_id, IJ_ACTIVE, state, 1);
 		if (state == IJ_WAITING)
@@ -622,13 +643,15 @@ ij_promote_all_due(void)
 {
 	int			n;
 	int32	   *queue_ids;
+	int			queue_col;
 
 	n = ij_execute(IJ_PLAN_PROMOTE_ALL, NULL, NULL, 0);
 	if (n == 0)
 		return 0;
 	queue_ids = (int32 *) palloc(sizeof(int32) * n);
+	queue_col = ij_result_col("queue_id");
 	for (int i = 0; i < n; i++)
-		queue_ids[i] = ij_result_int32(i, 1);
+		queue_ids[i] = ij_result_int32(i, queue_col);
 	qsort(queue_ids, n, sizeof(int32), ij_cmp_int32);
 	for (int i = 0; i < n;)
 	{
@@ -654,15 +677,21 @@ ij_prune_finished(int retention)
 {
 	Datum		values[1];
 	int			n;
+	int			queue_col;
+	int			state_col;
 
 	values[0] = Float8GetDatum((double) retention);
 	n = ij_execute(IJ_PLAN_PRUNE, values, NULL, 0);
+	if (n == 0)
+		return 0;
+	queue_col = ij_result_col("queue_id");
+	state_col = ij_result_col("state");
 	for (int i = 0; i < n; i++)
 	{
 		bool		isnull;
 
-		ij_count_move(ij_result_int32(i, 1),
-					  DatumGetChar(ij_result(i, 2, &isnull)), '\0', 1);
+		ij_count_move(ij_result_int32(i, queue_col),
+					  DatumGetChar(ij_result(i, state_col, &isnull)), '\0', 1);
 	}
 	return n;
 }

@@ -151,11 +151,11 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"UPDATE immich_jobs.queue SET completed_base = 0"
 		" WHERE queue_id" EQ "$1"
 		" RETURNING (SELECT completed_base FROM o)"
-		PLUS "coalesce((SELECT pg_catalog.sum(n) FROM l), 0)",
+		PLUS "coalesce((SELECT pg_catalog.sum(n) FROM l), 0) AS completed",
 		1, {INT4OID}
 	},
 	[IJ_PLAN_ACTIVE_COUNT] = {
-		"SELECT pg_catalog.count(*) FROM immich_jobs.job"
+		"SELECT pg_catalog.count(*) AS active FROM immich_jobs.job"
 		" WHERE state" EQ CHAR("a") "AND queue_id" EQ "$1",
 		1, {INT4OID}
 	},
@@ -172,20 +172,21 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 	[IJ_PLAN_COUNTS_ONE] = {
 		/* without shared memory: one count per state, each by its index */
 		"SELECT (SELECT pg_catalog.count(*) FROM immich_jobs.job"
-		"         WHERE state" EQ CHAR("w") "AND queue_id" EQ "$1),"
+		"         WHERE state" EQ CHAR("w") "AND queue_id" EQ "$1) AS waiting,"
 		"       (SELECT pg_catalog.count(*) FROM immich_jobs.job"
-		"         WHERE state" EQ CHAR("d") "AND queue_id" EQ "$1),"
+		"         WHERE state" EQ CHAR("d") "AND queue_id" EQ "$1) AS delayed,"
 		"       (SELECT pg_catalog.count(*) FROM immich_jobs.job"
-		"         WHERE state" EQ CHAR("a") "AND queue_id" EQ "$1),"
+		"         WHERE state" EQ CHAR("a") "AND queue_id" EQ "$1) AS active,"
 		"       (SELECT pg_catalog.count(*) FROM immich_jobs.job"
-		"         WHERE state" EQ CHAR("f") "AND queue_id" EQ "$1),"
+		"         WHERE state" EQ CHAR("f") "AND queue_id" EQ "$1) AS failed,"
 		"       (SELECT pg_catalog.count(*) FROM immich_jobs.job"
-		"         WHERE state" EQ CHAR("x") "AND queue_id" EQ "$1),"
+		"         WHERE state" EQ CHAR("x") "AND queue_id" EQ "$1) AS cancelled,"
 		"       (SELECT q.completed_base" PLUS "coalesce(pg_catalog.sum(l.n), 0)"
 		"          FROM immich_jobs.queue q"
 		"          LEFT JOIN immich_jobs.completed_log l"
 		"                 ON l.queue_id" EQ "q.queue_id"
-		"         WHERE q.queue_id" EQ "$1 GROUP BY q.completed_base)",
+		"         WHERE q.queue_id" EQ "$1 GROUP BY q.completed_base)"
+		"       AS completed",
 		1, {INT4OID}
 	},
 	[IJ_PLAN_JOB_INSERT] = {
@@ -238,7 +239,8 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 	 */
 	[IJ_PLAN_JOB_ID_TAKEN] = {
 		"SELECT EXISTS (SELECT FROM immich_jobs.job WHERE job_id" EQ
-		" pg_catalog.currval('immich_jobs.job_id_seq'::pg_catalog.regclass))",
+		" pg_catalog.currval('immich_jobs.job_id_seq'::pg_catalog.regclass))"
+		" AS taken",
 		0, {InvalidOid}
 	},
 	[IJ_PLAN_PROMOTE] = {
@@ -280,6 +282,8 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		 * $5, $6: the cursor, (-priority, job_id) in claim order.  The jobs
 		 * are picked in an InitPlan and updated through the primary key, a
 		 * plan that no statistics can turn into a scan of the whole table.
+		 * The first six columns are claim()'s result, in its order: lease.c
+		 * copies them by position.
 		 */
 		"WITH u AS (UPDATE immich_jobs.job j"
 		"              SET state =" CHAR("a") ","
@@ -405,7 +409,7 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"WITH d AS (DELETE FROM immich_jobs.job"
 		"            WHERE queue_id" EQ "$1 AND state" EQ "ANY ($2)"
 		"           RETURNING state)"
-		"SELECT state, pg_catalog.count(*) FROM d GROUP BY state",
+		"SELECT state, pg_catalog.count(*) AS n FROM d GROUP BY state",
 		2, {INT4OID, CHARARRAYOID}
 	},
 	[IJ_PLAN_RETRY_FAILED] = {
@@ -414,7 +418,7 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"                  run_at =" NOW ", finished_at = NULL"
 		"            WHERE state" EQ CHAR("f") "AND queue_id" EQ "$1"
 		"           RETURNING 1)"
-		"SELECT pg_catalog.count(*) FROM u",
+		"SELECT pg_catalog.count(*) AS retried FROM u",
 		1, {INT4OID}
 	},
 	[IJ_PLAN_JOB_LOOKUP] = {
@@ -447,7 +451,7 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		2, {INT4OID, TEXTOID}
 	},
 	[IJ_PLAN_SKIP_TOKENS] = {
-		/* see "Lease tokens after a crash" in admission.c */
+		/* see "Lease tokens after a crash" in loader.c */
 		"SELECT pg_catalog.setval('immich_jobs.lease_token_seq'::pg_catalog.regclass,"
 		"       GREATEST(pg_catalog.nextval('immich_jobs.lease_token_seq'::pg_catalog.regclass),"
 		"                (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())"
@@ -456,7 +460,7 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		0, {InvalidOid}
 	},
 	[IJ_PLAN_LAST_JOB_ID] = {
-		"SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
+		"SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS last_job_id"
 		"  FROM immich_jobs.job_id_seq",
 		0, {InvalidOid}
 	},
@@ -559,4 +563,29 @@ ij_result_int32(int row, int col)
 	Datum		d = ij_result(row, col, &isnull);
 
 	return isnull ? 0 : DatumGetInt32(d);
+}
+
+/* the names of the count columns of the counting statements, in IjCount order */
+const char *const ij_count_names[IJ_NUM_COUNTS] = {
+	"waiting", "delayed", "active", "failed", "cancelled", "completed"
+};
+
+/*
+ * Fill queue from the columns queue_id, concurrency, max_attempts, paused
+ * and lease_timeout of row row of the last result; name is the queue's name.
+ */
+void
+ij_result_queue(int row, const char *name, IjQueue *queue)
+{
+	bool		isnull;
+	Datum		d;
+
+	queue->queue_id = ij_result_int32(row, ij_result_col("queue_id"));
+	queue->concurrency = ij_result_int32(row, ij_result_col("concurrency"));
+	queue->max_attempts = ij_result_int32(row, ij_result_col("max_attempts"));
+	d = ij_result(row, ij_result_col("paused"), &isnull);
+	queue->paused = DatumGetBool(d);
+	d = ij_result(row, ij_result_col("lease_timeout"), &isnull);
+	queue->lease_timeout = *DatumGetIntervalP(d);
+	strlcpy(queue->name, name, sizeof(queue->name));
 }

@@ -54,26 +54,9 @@ ij_lookup_queue(const char *name, IjQueue *queue, IjRead how)
 					   IJ_PLAN_QUEUE_GET, values, NULL, 1);
 	if (n == 0)
 		return false;
-	ij_result_queue(0, 1, name, queue);
+	ij_result_queue(0, name, queue);
 	ij_remember_queue(queue);
 	return true;
-}
-
-/*
- * Fill queue from the columns queue_id, concurrency, max_attempts, paused,
- * lease_timeout of a result row, starting at column col.
- */
-void
-ij_result_queue(int row, int col, const char *name, IjQueue *queue)
-{
-	bool		isnull;
-
-	queue->queue_id = ij_result_int32(row, col);
-	queue->concurrency = ij_result_int32(row, col + 1);
-	queue->max_attempts = ij_result_int32(row, col + 2);
-	queue->paused = DatumGetBool(ij_result(row, col + 3, &isnull));
-	queue->lease_timeout = *DatumGetIntervalP(ij_result(row, col + 4, &isnull));
-	strlcpy(queue->name, name, sizeof(queue->name));
 }
 
 /* as ij_lookup_queue, but an unknown queue is an error */
@@ -130,7 +113,7 @@ ij_create_queue(PG_FUNCTION_ARGS)
 	{
 		IjQueue		queue;
 
-		queue.queue_id = ij_result_int32(0, 1);
+		queue.queue_id = ij_result_int32(0, ij_result_col("queue_id"));
 		queue.concurrency = PG_GETARG_INT32(1);
 		queue.max_attempts = PG_GETARG_INT32(3);
 		queue.paused = false;
@@ -187,7 +170,7 @@ ij_alter(FunctionCallInfo fcinfo, const char *name, Datum concurrency,
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("queue \"%s\" does not exist", name)));
-	ij_result_queue(0, 1, name, &queue);
+	ij_result_queue(0, name, &queue);
 	ij_queue_settings_changed(&queue);
 	if (!concurrency_null)
 	{
@@ -257,7 +240,7 @@ ij_set_paused(const char *name, bool paused)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("queue \"%s\" does not exist", name)));
-	ij_result_queue(0, 1, name, &queue);
+	ij_result_queue(0, name, &queue);
 	ij_queue_settings_changed(&queue);
 	if (!paused)
 	{
@@ -297,6 +280,8 @@ ij_delete_jobs(int32 queue_id, const char *states)
 	Datum		values[2];
 	int64		total = 0;
 	int			nrows;
+	int			state_col;
+	int			n_col;
 
 	for (int i = 0; i < nstates; i++)
 		elems[i] = CharGetDatum(states[i]);
@@ -304,11 +289,13 @@ ij_delete_jobs(int32 queue_id, const char *states)
 	values[1] = PointerGetDatum(construct_array(elems, nstates, CHAROID,
 												1, true, TYPALIGN_CHAR));
 	nrows = ij_execute(IJ_PLAN_DELETE_JOBS, values, NULL, 0);
+	state_col = ij_result_col("state");
+	n_col = ij_result_col("n");
 	for (int i = 0; i < nrows; i++)
 	{
 		bool		isnull;
-		char		state = DatumGetChar(ij_result(i, 1, &isnull));
-		int64		n = ij_result_int64(i, 2);
+		char		state = DatumGetChar(ij_result(i, state_col, &isnull));
+		int64		n = ij_result_int64(i, n_col);
 
 		ij_count_move(queue_id, state, '\0', n);
 		total += n;
@@ -349,7 +336,7 @@ ij_drop_queue(PG_FUNCTION_ARGS)
 		int64		active;
 
 		ij_execute_latest(IJ_PLAN_ACTIVE_COUNT, values, NULL);
-		active = ij_result_int64(0, 1);
+		active = ij_result_int64(0, ij_result_col("active"));
 		if (active > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_IN_USE),
@@ -383,7 +370,7 @@ ij_retry_failed(PG_FUNCTION_ARGS)
 	ij_get_queue(name, &queue, IJ_READ);
 	values[0] = Int32GetDatum(queue.queue_id);
 	ij_execute(IJ_PLAN_RETRY_FAILED, values, NULL, 1);
-	n = ij_result_int64(0, 1);
+	n = ij_result_int64(0, ij_result_col("retried"));
 	if (n > 0)
 	{
 		ij_count_move(queue.queue_id, IJ_FAILED, IJ_WAITING, n);
@@ -419,7 +406,7 @@ ij_clear_states(const char *name, const char *codes)
 
 		values[0] = Int32GetDatum(queue.queue_id);
 		ij_execute(IJ_PLAN_QUEUE_RESET_COMPLETED, values, NULL, 1);
-		n = ij_result_int64(0, 1);
+		n = ij_result_int64(0, ij_result_col("completed"));
 		ij_count_add(queue.queue_id, IJ_COUNT_COMPLETED, -n);
 	}
 	SPI_finish();
@@ -493,12 +480,13 @@ ij_cancel(PG_FUNCTION_ARGS)
 	ij_ensure_loaded();
 	/* we are about to lock a job that may be waiting: say so first */
 	if (ij_execute(IJ_PLAN_JOB_LOOKUP, values, NULL, 1) == 1)
-		ij_locks_waiting(ij_result_int32(0, 1));
+		ij_locks_waiting(ij_result_int32(0, ij_result_col("queue_id")));
 	if (ij_execute(IJ_PLAN_CANCEL, values, NULL, 1) == 1)
 	{
-		int32		queue_id = ij_result_int32(0, 1);
+		int32		queue_id = ij_result_int32(0, ij_result_col("queue_id"));
 		bool		isnull;
-		char		old = DatumGetChar(ij_result(0, 2, &isnull));
+		char		old = DatumGetChar(ij_result(0, ij_result_col("state"),
+												 &isnull));
 
 		ij_count_move(queue_id, old, IJ_CANCELLED, 1);
 		if (old == IJ_ACTIVE)
@@ -509,7 +497,8 @@ ij_cancel(PG_FUNCTION_ARGS)
 	{
 		/* not kept: completed and gone, or never enqueued at all? */
 		ij_execute(IJ_PLAN_LAST_JOB_ID, NULL, NULL, 1);
-		if (job_id < 1 || job_id > ij_result_int64(0, 1))
+		if (job_id < 1 ||
+			job_id > ij_result_int64(0, ij_result_col("last_job_id")))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("job %lld does not exist", (long long) job_id)));
@@ -533,6 +522,9 @@ ij_cancel_by_key(PG_FUNCTION_ARGS)
 	Datum		payload = (Datum) 0;
 	int64		newest = 0;
 	int			n;
+	int			job_col;
+	int			state_col;
+	int			payload_col;
 
 	ij_xact_uses_jobs();
 
@@ -546,17 +538,21 @@ ij_cancel_by_key(PG_FUNCTION_ARGS)
 	/* we are about to lock jobs that may be waiting: say so first */
 	ij_locks_waiting(queue.queue_id);
 	n = ij_execute(IJ_PLAN_CANCEL_KEY, values, NULL, 0);
+	job_col = ij_result_col("job_id");
+	state_col = ij_result_col("state");
+	payload_col = ij_result_col("payload");
 	for (int i = 0; i < n; i++)
 	{
-		int64		job_id = ij_result_int64(i, 1);
+		int64		job_id = ij_result_int64(i, job_col);
 		bool		isnull;
-		char		old = DatumGetChar(ij_result(i, 2, &isnull));
+		char		old = DatumGetChar(ij_result(i, state_col, &isnull));
 
 		ij_count_move(queue.queue_id, old, IJ_CANCELLED, 1);
 		if (job_id > newest)
 		{
 			newest = job_id;
-			payload = SPI_datumTransfer(ij_result(i, 3, &isnull), false, -1);
+			payload = SPI_datumTransfer(ij_result(i, payload_col, &isnull),
+										false, -1);
 		}
 	}
 	SPI_finish();
@@ -576,7 +572,7 @@ ij_read_counts(int32 queue_id, int64 *counts)
 	args[0] = Int32GetDatum(queue_id);
 	ij_execute(IJ_PLAN_COUNTS_ONE, args, NULL, 1);
 	for (int c = 0; c < IJ_NUM_COUNTS; c++)
-		counts[c] = ij_result_int64(0, c + 1);
+		counts[c] = ij_result_int64(0, ij_result_col(ij_count_names[c]));
 }
 
 /*
