@@ -5,7 +5,12 @@ OBJS = \
 	src/settings.o \
 	src/args.o \
 	src/catalog.o \
+	src/shared.o \
+	src/xact.o \
+	src/loader.o \
 	src/admission.o \
+	src/lookup.o \
+	src/wakeup.o \
 	src/commit.o \
 	src/plans.o \
 	src/bulk.o \
@@ -44,8 +49,9 @@ endif
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# every file includes the shared header (PGXS tracks no header dependencies)
-$(OBJS): src/immich_jobs.h
+# every file includes the shared header, some the internal ones (PGXS
+# tracks no header dependencies)
+$(OBJS): src/immich_jobs.h src/shared.h src/xact.h
 
 # Every suite runs on throwaway servers that the suite starts itself, in
 # both modes: MODE=preload (shared_preload_libraries = 'immich_jobs') and

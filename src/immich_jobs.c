@@ -44,7 +44,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static void
 ij_request_shmem(void)
 {
-	RequestAddinShmemSpace(add_size(ij_admission_shmem_size(),
+	RequestAddinShmemSpace(add_size(ij_shared_shmem_size(),
 									ij_worker_shmem_size()));
 	RequestNamedLWLockTranche("immich_jobs", IJ_NUM_LWLOCKS);
 }
@@ -69,7 +69,7 @@ ij_shmem_startup_hook(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	locks = GetNamedLWLockTranche("immich_jobs");
-	ij_admission_shmem_init(&locks[0].lock);
+	ij_shared_shmem_init(&locks[0].lock);
 	ij_worker_shmem_init(&locks[1].lock);
 	LWLockRelease(AddinShmemInitLock);
 }

@@ -106,29 +106,39 @@ extern Oid	ij_job_relid(void);
 extern Oid	ij_token_seq_relid(void);
 extern char *ij_queue_name_by_id(int32 queue_id);
 
-/* admission.c */
-extern Size ij_admission_shmem_size(void);
-extern void ij_admission_shmem_init(LWLock *lock);
-extern void ij_register_xact_callbacks(void);
+/* shared.c (and shared.h, for the files that use the table itself) */
+extern Size ij_shared_shmem_size(void);
+extern void ij_shared_shmem_init(LWLock *lock);
 extern bool ij_shmem_active(void);
-extern void ij_ensure_loaded(void);
-extern void ij_ensure_queue_loaded(int32 queue_id);
+extern const IjPos ij_pos_start;
+
+/* xact.c (and xact.h) */
+extern void ij_register_xact_callbacks(void);
 extern void ij_queue_created(const IjQueue *queue);
 extern void ij_queue_settings_changed(const IjQueue *queue);
-extern void ij_remember_queue(const IjQueue *queue);
-extern bool ij_shared_queue(const char *name, IjQueue *queue);
 extern void ij_queue_dropped(int32 queue_id);
 extern void ij_count_move(int32 queue_id, char from, char to, int64 n);
 extern void ij_count_add(int32 queue_id, IjCount count, int64 n);
+
+/* loader.c */
+extern void ij_ensure_loaded(void);
+extern void ij_ensure_queue_loaded(int32 queue_id);
+
+/* admission.c */
 extern void ij_admit(const IjQueue *queue, int want, IjAdmission *adm);
 extern void ij_admit_done(const IjQueue *queue, IjAdmission *adm, int used,
 						  int32 last_priority, int64 last_job_id);
 extern void ij_cursor_lower(int32 queue_id, int32 priority, int64 job_id);
 extern void ij_cursor_reset(int32 queue_id);
 extern void ij_locks_waiting(int32 queue_id);
-extern const IjPos ij_pos_start;
-extern void ij_wake(int32 queue_id, const char *queue_name, IjWakeKind kind);
+
+/* lookup.c */
+extern void ij_remember_queue(const IjQueue *queue);
+extern bool ij_shared_queue(const char *name, IjQueue *queue);
 extern bool ij_shared_counts(int32 queue_id, int64 *counts);
+
+/* wakeup.c */
+extern void ij_wake(int32 queue_id, const char *queue_name, IjWakeKind kind);
 extern int	ij_wake_stranded(void);
 
 /* args.c */
