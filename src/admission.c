@@ -44,6 +44,77 @@ static const IjPos ij_pos_end = {PG_INT64_MAX, PG_INT64_MAX};
 /* once a second per queue, one claim scans from the head (defence in depth) */
 #define IJ_HEAD_SCAN_INTERVAL_MS 1000
 
+/* the outcome of asking for admission when shared memory does not decide */
+static void
+ij_admission_unshared(IjAdmission *adm)
+{
+	adm->shared = false;
+	adm->granted = 0;
+	adm->raised = 0;
+	adm->promote = true;
+	adm->job_wake_seq = 0;
+	adm->self_notify = false;
+	adm->start = ij_pos_start;
+	adm->cursor_version = 0;
+}
+
+/*
+ * Grant a claim up to want slots of the queue of entry e, by the settings
+ * paused and concurrency, and reserve what it needs for them (adm->raised);
+ * a claim granted none becomes a slot waiter.  adm->own_delta and
+ * adm->own_reserved must be set.  The caller holds e's mutex.
+ */
+static void
+ij_reserve_locked(IjQueueState *e, bool paused, int32 concurrency, int want,
+				  IjAdmission *adm)
+{
+	int64		room;
+	int64		need;
+
+	/*
+	 * room: the slots left when every other transaction in progress gets
+	 * what it reserved; this transaction may make up to that many jobs
+	 * active, net of the leases it has ended (own_delta < 0) or leased
+	 * (own_delta > 0) so far.
+	 */
+	room = concurrency - e->count[IJ_COUNT_ACTIVE] -
+		(e->reserved - adm->own_reserved);
+	if (paused || room < 0)
+		adm->granted = 0;
+	else
+		adm->granted = (int) Max(0, Min(want, room - adm->own_delta));
+	need = Max(0, adm->own_delta + adm->granted);
+	adm->raised = (int) Max(0, need - adm->own_reserved);
+	e->reserved += adm->raised;
+	if (adm->granted == 0)
+	{
+		if (e->slot_waiters < PG_INT32_MAX)
+			e->slot_waiters++;
+		adm->self_notify = e->slot_wakers > 0;
+	}
+}
+
+/*
+ * Tell a claim that was granted adm->granted slots where its scan starts
+ * (the cursor, or the head once a second), and what it must know to wake
+ * itself and promote delayed jobs.  The caller holds e's mutex.
+ */
+static void
+ij_read_cursor_locked(IjQueueState *e, TimestampTz now, IjAdmission *adm)
+{
+	adm->promote = e->count[IJ_COUNT_DELAYED] > 0;
+	adm->job_wake_seq = e->job_wake_seq;
+	adm->start = e->cursor;
+	adm->cursor_version = e->cursor_version;
+	if (adm->granted > 0 &&
+		TimestampDifferenceExceeds(e->last_head_scan, now,
+								   IJ_HEAD_SCAN_INTERVAL_MS))
+	{
+		adm->start = ij_pos_start;
+		e->last_head_scan = now;
+	}
+}
+
 /*
  * Ask for up to want slots of a queue.  Fills adm; adm->granted is 0 when
  * the queue is paused or full, and the caller is then counted as waiting
@@ -62,14 +133,7 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 	int32		concurrency;
 	const IjQueue *own;
 
-	adm->shared = false;
-	adm->granted = 0;
-	adm->raised = 0;
-	adm->promote = true;
-	adm->job_wake_seq = 0;
-	adm->self_notify = false;
-	adm->start = ij_pos_start;
-	adm->cursor_version = 0;
+	ij_admission_unshared(adm);
 	if (!ij_shmem_active())
 		return;
 	now = GetCurrentTimestamp();
@@ -97,48 +161,14 @@ ij_admit(const IjQueue *queue, int want, IjAdmission *adm)
 	e = ij_find(p->relid, queue->queue_id);
 	if (e != NULL)
 	{
-		int64		room;
-		int64		need;
-
 		SpinLockAcquire(&e->mutex);
 		if (!own_settings)
 		{
 			paused = e->paused;
 			concurrency = e->concurrency;
 		}
-
-		/*
-		 * room: the slots left when every other transaction in progress gets
-		 * what it reserved; this transaction may make up to that many jobs
-		 * active, net of the leases it has ended (own_delta < 0) or leased
-		 * (own_delta > 0) so far.
-		 */
-		room = concurrency - e->count[IJ_COUNT_ACTIVE] -
-			(e->reserved - adm->own_reserved);
-		if (paused || room < 0)
-			adm->granted = 0;
-		else
-			adm->granted = (int) Max(0, Min(want, room - adm->own_delta));
-		need = Max(0, adm->own_delta + adm->granted);
-		adm->raised = (int) Max(0, need - adm->own_reserved);
-		e->reserved += adm->raised;
-		if (adm->granted == 0)
-		{
-			if (e->slot_waiters < PG_INT32_MAX)
-				e->slot_waiters++;
-			adm->self_notify = e->slot_wakers > 0;
-		}
-		adm->promote = e->count[IJ_COUNT_DELAYED] > 0;
-		adm->job_wake_seq = e->job_wake_seq;
-		adm->start = e->cursor;
-		adm->cursor_version = e->cursor_version;
-		if (adm->granted > 0 &&
-			TimestampDifferenceExceeds(e->last_head_scan, now,
-									   IJ_HEAD_SCAN_INTERVAL_MS))
-		{
-			adm->start = ij_pos_start;
-			e->last_head_scan = now;
-		}
+		ij_reserve_locked(e, paused, concurrency, want, adm);
+		ij_read_cursor_locked(e, now, adm);
 		SpinLockRelease(&e->mutex);
 		adm->shared = true;
 	}

@@ -69,58 +69,39 @@ ij_result_loaded_queue(int row, IjQueue *queue, int64 *counts)
 }
 
 /*
- * Make sure this database's counters are in shared memory, counting every
- * queue's jobs if they are not.  Must be called, inside SPI, before a
- * function makes its first change to any job.
+ * Count every queue's jobs (IJ_PLAN_COUNTS_ALL): *queues gets the queues'
+ * settings, *counts their counts, IJ_NUM_COUNTS per queue.  Returns how
+ * many queues.
  */
-void
-ij_ensure_loaded(void)
+static int
+ij_count_all_queues(IjQueue **queues, int64 **counts)
 {
-	Oid			relid;
-	Oid			seqrelid;
 	int			nrows;
+	IjQueue    *q;
+	int64	   *c;
+
+	nrows = ij_execute(IJ_PLAN_COUNTS_ALL, NULL, NULL, 0);
+	q = (IjQueue *) palloc(sizeof(IjQueue) * Max(nrows, 1));
+	c = (int64 *) palloc(sizeof(int64) * IJ_NUM_COUNTS * Max(nrows, 1));
+	for (int i = 0; i < nrows; i++)
+		ij_result_loaded_queue(i, &q[i], &c[i * IJ_NUM_COUNTS]);
+	*queues = q;
+	*counts = c;
+	return nrows;
+}
+
+/*
+ * Publish the counts of a database's nrows queues, then its marker, unless
+ * somebody published first.  Returns the name of a queue that found no
+ * room ("(any)" if only the marker found none), or NULL; the caller says
+ * so, without ij_lock.
+ */
+static const char *
+ij_publish_loaded(Oid relid, IjQueue *queues, int64 *counts, int nrows)
+{
 	IjQueueState *e;
 	bool		found;
-	IjQueue    *queues;
-	int64	   *counts;
 	const char *full = NULL;
-
-	if (!ij_shmem_active())
-		return;
-	relid = ij_job_relid();
-	if (relid == loaded_relid)
-		return;
-
-	if (ij_database_loaded(relid))
-	{
-		loaded_relid = relid;
-		return;
-	}
-	if (XactReadOnly)
-		return;
-
-	/*
-	 * One loader at a time moves the tokens on: they would take turns on
-	 * the sequence anyway.  The lock is let go as soon as the counts are
-	 * published, not held until the loader's transaction ends.
-	 */
-	seqrelid = ij_token_seq_relid();
-	LockRelationOid(seqrelid, ShareUpdateExclusiveLock);
-	if (ij_database_loaded(relid))
-	{
-		UnlockRelationOid(seqrelid, ShareUpdateExclusiveLock);
-		loaded_relid = relid;
-		return;
-	}
-	ij_execute(IJ_PLAN_SKIP_TOKENS, NULL, NULL, 0);
-	XLogFlush(XactLastRecEnd);
-
-	/* count, then publish unless somebody published first */
-	nrows = ij_execute(IJ_PLAN_COUNTS_ALL, NULL, NULL, 0);
-	queues = (IjQueue *) palloc(sizeof(IjQueue) * Max(nrows, 1));
-	counts = (int64 *) palloc(sizeof(int64) * IJ_NUM_COUNTS * Max(nrows, 1));
-	for (int i = 0; i < nrows; i++)
-		ij_result_loaded_queue(i, &queues[i], &counts[i * IJ_NUM_COUNTS]);
 
 	ij_make_room(nrows + 1);
 	LWLockAcquire(ij_lock, LW_EXCLUSIVE);
@@ -156,6 +137,57 @@ ij_ensure_loaded(void)
 			full = "(any)";
 	}
 	LWLockRelease(ij_lock);
+	return full;
+}
+
+/*
+ * Make sure this database's counters are in shared memory, counting every
+ * queue's jobs if they are not.  Must be called, inside SPI, before a
+ * function makes its first change to any job.
+ */
+void
+ij_ensure_loaded(void)
+{
+	Oid			relid;
+	Oid			seqrelid;
+	int			nrows;
+	IjQueue    *queues;
+	int64	   *counts;
+	const char *full;
+
+	if (!ij_shmem_active())
+		return;
+	relid = ij_job_relid();
+	if (relid == loaded_relid)
+		return;
+
+	if (ij_database_loaded(relid))
+	{
+		loaded_relid = relid;
+		return;
+	}
+	if (XactReadOnly)
+		return;
+
+	/*
+	 * One loader at a time moves the tokens on: they would take turns on
+	 * the sequence anyway.  The lock is let go as soon as the counts are
+	 * published, not held until the loader's transaction ends.
+	 */
+	seqrelid = ij_token_seq_relid();
+	LockRelationOid(seqrelid, ShareUpdateExclusiveLock);
+	if (ij_database_loaded(relid))
+	{
+		UnlockRelationOid(seqrelid, ShareUpdateExclusiveLock);
+		loaded_relid = relid;
+		return;
+	}
+	ij_execute(IJ_PLAN_SKIP_TOKENS, NULL, NULL, 0);
+	XLogFlush(XactLastRecEnd);
+
+	/* count, then publish unless somebody published first */
+	nrows = ij_count_all_queues(&queues, &counts);
+	full = ij_publish_loaded(relid, queues, counts, nrows);
 	UnlockRelationOid(seqrelid, ShareUpdateExclusiveLock);
 	loaded_relid = relid;
 	if (full != NULL)
