@@ -388,6 +388,70 @@ ij_json_int(int index, const char *key, JsonbValue *v, int32 lo, int32 hi)
 }
 
 /*
+ * Read the value v of the key key of element index into job; a run_at goes
+ * to *run_at, and sets *run_at_given.
+ */
+static void
+ij_read_element_key(int index, const char *key, JsonbValue *v, IjNewJob *job,
+					bool *run_at_given, TimestampTz *run_at)
+{
+	if (strcmp(key, "name") == 0)
+	{
+		if (v->type != jbvString)
+			ij_bad_element(index, key, "a string", v);
+		ij_check_length("job name", v->val.string.val, v->val.string.len,
+						IJ_JOB_NAME_MAX, index);
+		job->name = cstring_to_text_with_len(v->val.string.val,
+											 v->val.string.len);
+	}
+	else if (strcmp(key, "payload") == 0)
+	{
+		job->payload = JsonbValueToJsonb(v);
+		ij_check_size("payload", VARSIZE(job->payload),
+					  ij_max_payload_size, "immich_jobs.max_payload_size");
+	}
+	else if (strcmp(key, "priority") == 0)
+		job->priority = ij_json_int(index, key, v, PG_INT32_MIN,
+									PG_INT32_MAX);
+	else if (strcmp(key, "max_attempts") == 0)
+		job->max_attempts = ij_json_int(index, key, v, 1,
+										IJ_ATTEMPTS_MAX);
+	else if (strcmp(key, "run_at") == 0)
+	{
+		if (v->type != jbvString)
+			ij_bad_element(index, key, "a timestamp string", v);
+		*run_at = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+								  CStringGetDatum(pnstrdup(v->val.string.val,
+											   v->val.string.len)),
+								  ObjectIdGetDatum(InvalidOid),
+								  Int32GetDatum(-1)));
+		*run_at_given = true;
+	}
+	else if (strcmp(key, "dedup_key") == 0)
+	{
+		if (v->type != jbvString)
+			ij_bad_element(index, key, "a string", v);
+		ij_check_length("dedup key", v->val.string.val, v->val.string.len,
+						IJ_KEY_MAX, index);
+		job->dedup_key = cstring_to_text_with_len(v->val.string.val,
+												  v->val.string.len);
+	}
+	else if (strcmp(key, "dedup_mode") == 0)
+	{
+		if (v->type != jbvString)
+			ij_bad_element(index, key, "a string", v);
+		job->dedup_kept = ij_parse_dedup_mode(v->val.string.val,
+											  v->val.string.len, index);
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid element %d of the jobs array", index),
+				 errdetail("Unknown key \"%s\".", key),
+				 errhint("The keys are \"name\", \"payload\", \"priority\", \"run_at\", \"dedup_key\", \"dedup_mode\" and \"max_attempts\".")));
+}
+
+/*
  * Read one element into job.  Keys with a JSON null are taken as absent.
  */
 static void
@@ -428,60 +492,7 @@ ij_read_element(int index, JsonbValue *elem, const IjQueue *queue,
 		if (v.type == jbvNull && strcmp(key, "name") != 0)
 			continue;
 
-		if (strcmp(key, "name") == 0)
-		{
-			if (v.type != jbvString)
-				ij_bad_element(index, key, "a string", &v);
-			ij_check_length("job name", v.val.string.val, v.val.string.len,
-							IJ_JOB_NAME_MAX, index);
-			job->name = cstring_to_text_with_len(v.val.string.val,
-												 v.val.string.len);
-		}
-		else if (strcmp(key, "payload") == 0)
-		{
-			job->payload = JsonbValueToJsonb(&v);
-			ij_check_size("payload", VARSIZE(job->payload),
-						  ij_max_payload_size, "immich_jobs.max_payload_size");
-		}
-		else if (strcmp(key, "priority") == 0)
-			job->priority = ij_json_int(index, key, &v, PG_INT32_MIN,
-										PG_INT32_MAX);
-		else if (strcmp(key, "max_attempts") == 0)
-			job->max_attempts = ij_json_int(index, key, &v, 1,
-											IJ_ATTEMPTS_MAX);
-		else if (strcmp(key, "run_at") == 0)
-		{
-			if (v.type != jbvString)
-				ij_bad_element(index, key, "a timestamp string", &v);
-			run_at = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
-															 CStringGetDatum(pnstrdup(v.val.string.val,
-																					  v.val.string.len)),
-															 ObjectIdGetDatum(InvalidOid),
-															 Int32GetDatum(-1)));
-			run_at_given = true;
-		}
-		else if (strcmp(key, "dedup_key") == 0)
-		{
-			if (v.type != jbvString)
-				ij_bad_element(index, key, "a string", &v);
-			ij_check_length("dedup key", v.val.string.val, v.val.string.len,
-							IJ_KEY_MAX, index);
-			job->dedup_key = cstring_to_text_with_len(v.val.string.val,
-													  v.val.string.len);
-		}
-		else if (strcmp(key, "dedup_mode") == 0)
-		{
-			if (v.type != jbvString)
-				ij_bad_element(index, key, "a string", &v);
-			job->dedup_kept = ij_parse_dedup_mode(v.val.string.val,
-												  v.val.string.len, index);
-		}
-		else
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid element %d of the jobs array", index),
-					 errdetail("Unknown key \"%s\".", key),
-					 errhint("The keys are \"name\", \"payload\", \"priority\", \"run_at\", \"dedup_key\", \"dedup_mode\" and \"max_attempts\".")));
+		ij_read_element_key(index, key, &v, job, &run_at_given, &run_at);
 	}
 
 	if (job->name == NULL)
@@ -539,6 +550,58 @@ ij_bulk_add_job(const IjQueue *queue, IjBatch *b, IjNewJob *job,
 		b->delayed++;
 }
 
+/* insert a job with a dedup key now, counting it if it is added */
+static void
+ij_insert_dedup_job(const IjQueue *queue, IjNewJob *job, int64 *added,
+					int64 *waiting)
+{
+	bool		new_job;
+	int64		job_id;
+
+	job_id = ij_insert_job(queue, job, &new_job);
+	if (new_job)
+	{
+		(*added)++;
+		ij_count_move(queue->queue_id, '\0', job->state, 1);
+		if (job->state == IJ_WAITING)
+		{
+			(*waiting)++;
+			ij_cursor_lower(queue->queue_id, job->priority, job_id);
+		}
+	}
+}
+
+/* the jobs argument argno of enqueue_many, checked to be a JSON array */
+static Jsonb *
+ij_jobs_arg(FunctionCallInfo fcinfo, int argno)
+{
+	Jsonb	   *jobs;
+
+	ij_require_arg(fcinfo, argno, "jobs");
+	jobs = PG_GETARG_JSONB_P(argno);
+	if (!JB_ROOT_IS_ARRAY(jobs) || JB_ROOT_IS_SCALAR(jobs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("jobs must be a JSON array"),
+				 errdetail("The value given is %s.",
+						   JB_ROOT_IS_OBJECT(jobs) ? "an object" : "a scalar")));
+	return jobs;
+}
+
+/* an empty batch, with its memory context and its bulk insert begun */
+static IjBatch *
+ij_batch_begin(void)
+{
+	IjBatch    *b;
+
+	b = (IjBatch *) palloc0(sizeof(IjBatch));
+	b->cxt = AllocSetContextCreate(CurrentMemoryContext,
+								   "immich_jobs batch",
+								   ALLOCSET_DEFAULT_SIZES);
+	b->bulk = ij_bulk_begin(ij_job_relid());
+	return b;
+}
+
 /* enqueue_many(queue_name, jobs) */
 Datum
 ij_enqueue_many(PG_FUNCTION_ARGS)
@@ -557,23 +620,12 @@ ij_enqueue_many(PG_FUNCTION_ARGS)
 
 	ij_xact_uses_jobs();
 
-	ij_require_arg(fcinfo, 1, "jobs");
-	jobs = PG_GETARG_JSONB_P(1);
-	if (!JB_ROOT_IS_ARRAY(jobs) || JB_ROOT_IS_SCALAR(jobs))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("jobs must be a JSON array"),
-				 errdetail("The value given is %s.",
-						   JB_ROOT_IS_OBJECT(jobs) ? "an object" : "a scalar")));
+	jobs = ij_jobs_arg(fcinfo, 1);
 
 	SPI_connect();
 	ij_open_queue_for_enqueue(queue_name, &queue);
 
-	b = (IjBatch *) palloc0(sizeof(IjBatch));
-	b->cxt = AllocSetContextCreate(CurrentMemoryContext,
-								   "immich_jobs batch",
-								   ALLOCSET_DEFAULT_SIZES);
-	b->bulk = ij_bulk_begin(ij_job_relid());
+	b = ij_batch_begin();
 	errcallback.callback = ij_element_context;
 	errcallback.arg = &index;
 
@@ -582,8 +634,6 @@ ij_enqueue_many(PG_FUNCTION_ARGS)
 	{
 		MemoryContext oldcxt;
 		IjNewJob	job;
-		bool		new_job;
-		int64		job_id;
 
 		if (tok != WJB_ELEM)
 			continue;
@@ -603,19 +653,7 @@ ij_enqueue_many(PG_FUNCTION_ARGS)
 		 */
 		b->held++;
 		if (job.dedup_key != NULL)
-		{
-			job_id = ij_insert_job(&queue, &job, &new_job);
-			if (new_job)
-			{
-				added++;
-				ij_count_move(queue.queue_id, '\0', job.state, 1);
-				if (job.state == IJ_WAITING)
-				{
-					waiting++;
-					ij_cursor_lower(queue.queue_id, job.priority, job_id);
-				}
-			}
-		}
+			ij_insert_dedup_job(&queue, &job, &added, &waiting);
 		else
 			ij_bulk_add_job(&queue, b, &job, &added, &waiting);
 		if (b->n == IJ_BATCH_SIZE || b->held == IJ_BATCH_SIZE)
