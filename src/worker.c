@@ -465,22 +465,12 @@ ij_launcher_news(const bool *stopped, TimestampTz now)
 }
 
 /*
- * One round of the launcher: stop the reapers of databases no longer
- * served, notice the ones that exited and the news, start the missing
- * ones.
+ * Notice the reapers that have exited (stopped[i] is set for each), and
+ * stop those of databases no longer served.
  */
 static void
-ij_launcher_round(void)
+ij_check_reapers(bool *stopped)
 {
-	TimestampTz now;
-	bool	   *stopped;
-	bool		looking = false;
-	int			n;
-
-	ij_list_databases();
-	now = GetCurrentTimestamp();
-
-	stopped = palloc0(sizeof(bool) * (nreapers + 1));
 	for (int i = 0; i < nreapers; i++)
 	{
 		IjReaper   *r = &reapers[i];
@@ -497,56 +487,98 @@ ij_launcher_round(void)
 		else if (!r->listed)
 			TerminateBackgroundWorker(r->handle);
 	}
-	ij_launcher_news(stopped, now);
-	pfree(stopped);
+}
 
-	/* forget the databases no longer served, once their reaper has gone */
-	n = 0;
+/* forget the databases no longer served, once their reaper has gone */
+static void
+ij_forget_unlisted(void)
+{
+	int			n = 0;
+
 	for (int i = 0; i < nreapers; i++)
 	{
 		if (reapers[i].listed || reapers[i].handle != NULL)
 			reapers[n++] = reapers[i];
 	}
 	nreapers = n;
+}
 
-	/*
-	 * A reaper that looks whether its database has the extension exits at
-	 * once if it has not: while one does, a worker slot is about to be free
-	 * and no slot is worth a warning.
-	 */
+/*
+ * A reaper that looks whether its database has the extension exits at
+ * once if it has not: while one does, a worker slot is about to be free
+ * and no slot is worth a warning.  Is one looking?
+ */
+static bool
+ij_reaper_looking(void)
+{
 	for (int i = 0; i < nreapers; i++)
 	{
 		if (reapers[i].handle != NULL && reapers[i].ext == IJ_EXT_UNKNOWN)
-			looking = true;
+			return true;
 	}
+	return false;
+}
+
+/*
+ * Make the worker slot of r's database ready for a new reaper.  Returns
+ * false if none is to start now: the database's reapers are paused, a
+ * reaper runs there already, or no slot is left.
+ *
+ * A reaper may run that this launcher did not start (it started before
+ * this launcher was restarted): then there is nothing to do.  Otherwise the
+ * slot starts afresh for the reaper to fill in; news of a CREATE EXTENSION
+ * before this point is news to it.
+ */
+static bool
+ij_reaper_slot_ready(IjReaper *r, TimestampTz now)
+{
+	IjWorkerSlot *slot;
+	bool		paused;
+
+	LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
+	slot = ij_worker_slot(r->dboid, true);
+	paused = slot == NULL || slot->paused_until > now || slot->pid != 0;
+	if (!paused)
+	{
+		slot->absent = false;
+		slot->served = false;
+		slot->check = false;
+	}
+	LWLockRelease(ij_workers->lock);
+	return !paused;
+}
+
+/*
+ * One round of the launcher: stop the reapers of databases no longer
+ * served, notice the ones that exited and the news, start the missing
+ * ones.
+ */
+static void
+ij_launcher_round(void)
+{
+	TimestampTz now;
+	bool	   *stopped;
+	bool		looking;
+
+	ij_list_databases();
+	now = GetCurrentTimestamp();
+
+	stopped = palloc0(sizeof(bool) * (nreapers + 1));
+	ij_check_reapers(stopped);
+	ij_launcher_news(stopped, now);
+	pfree(stopped);
+
+	ij_forget_unlisted();
+	looking = ij_reaper_looking();
 
 	for (int i = 0; i < nreapers; i++)
 	{
 		IjReaper   *r = &reapers[i];
-		IjWorkerSlot *slot;
-		bool		paused;
 
 		if (!r->listed || r->handle != NULL || r->ext == IJ_EXT_ABSENT ||
 			r->next_start > now)
 			continue;
-
-		/*
-		 * A reaper may run that this launcher did not start (it started
-		 * before this launcher was restarted): then there is nothing to do.
-		 * Otherwise the slot starts afresh for the reaper to fill in; news
-		 * of a CREATE EXTENSION before this point is news to it.
-		 */
-		LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
-		slot = ij_worker_slot(r->dboid, true);
-		paused = slot == NULL || slot->paused_until > now || slot->pid != 0;
-		if (!paused)
-		{
-			slot->absent = false;
-			slot->served = false;
-			slot->check = false;
-		}
-		LWLockRelease(ij_workers->lock);
-		if (paused)
+		if (!ij_reaper_slot_ready(r, now))
 			continue;
 
 		if (ij_start_reaper(r))
@@ -740,20 +772,17 @@ ij_connect_context(void *arg pg_attribute_unused())
 			   reaper_dboid);
 }
 
-void
-ij_reaper_main(Datum main_arg)
+/*
+ * Publish this reaper's pid in its database's slot before it connects.
+ * Returns false if it must not run: DDL wants the database's reapers away,
+ * or another reaper runs there (one reaper per database).
+ */
+static bool
+ij_reaper_take_slot(void)
 {
 	IjWorkerSlot *slot;
 	bool		paused;
-	bool		served = false;
-	ErrorContextCallback errcallback;
 
-	reaper_dboid = DatumGetObjectId(main_arg);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, ij_sigterm);
-	BackgroundWorkerUnblockSignals();
-
-	/* publish our pid before connecting, unless DDL wants us away */
 	LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
 	slot = ij_worker_slot(reaper_dboid, false);
 	paused = slot == NULL || slot->paused_until > GetCurrentTimestamp() ||
@@ -761,9 +790,17 @@ ij_reaper_main(Datum main_arg)
 	if (!paused)
 		slot->pid = MyProcPid;
 	LWLockRelease(ij_workers->lock);
-	if (paused)
-		proc_exit(0);
-	before_shmem_exit(ij_reaper_detach, (Datum) 0);
+	return !paused;
+}
+
+/*
+ * Connect to the reaper's database, override the settings that would stop
+ * its rounds, and remember the database's name.
+ */
+static void
+ij_reaper_connect(void)
+{
+	ErrorContextCallback errcallback;
 
 	/*
 	 * Connecting takes the database's lock, which ALTER DATABASE ... RENAME
@@ -788,6 +825,49 @@ ij_reaper_main(Datum main_arg)
 	StartTransactionCommand();
 	strlcpy(reaper_dbname, get_database_name(reaper_dboid), NAMEDATALEN);
 	CommitTransactionCommand();
+}
+
+/*
+ * Tell the launcher what a round found: the extension is not there (then
+ * it starts no reaper here until a CREATE EXTENSION, and this one exits),
+ * or it is (a round that failed counts: we stay, and try again).
+ */
+static void
+ij_reaper_report(bool installed)
+{
+	IjWorkerSlot *slot;
+
+	LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
+	slot = ij_worker_slot(reaper_dboid, false);
+	if (slot != NULL)
+	{
+		if (installed)
+			slot->served = true;
+		else
+			slot->absent = true;
+	}
+	LWLockRelease(ij_workers->lock);
+	if (!installed)
+		proc_exit(0);
+}
+
+/* a reaper: one database's background worker, a round at a time */
+void
+ij_reaper_main(Datum main_arg)
+{
+	bool		served = false;
+
+	reaper_dboid = DatumGetObjectId(main_arg);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, ij_sigterm);
+	BackgroundWorkerUnblockSignals();
+
+	/* publish our pid before connecting, unless DDL wants us away */
+	if (!ij_reaper_take_slot())
+		proc_exit(0);
+	before_shmem_exit(ij_reaper_detach, (Datum) 0);
+
+	ij_reaper_connect();
 
 	for (;;)
 	{
@@ -799,25 +879,10 @@ ij_reaper_main(Datum main_arg)
 			wait = Max(wait, IJ_RETRY_MS);
 		in_round = false;
 
-		/*
-		 * Tell the launcher what we found: the extension is not there (then
-		 * it starts no reaper here until a CREATE EXTENSION), or it is (a
-		 * round that failed counts: we stay, and try again).
-		 */
+		/* tell the launcher, once, that we serve the database; or exit */
 		if (!installed || !served)
 		{
-			LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
-			slot = ij_worker_slot(reaper_dboid, false);
-			if (slot != NULL)
-			{
-				if (installed)
-					slot->served = true;
-				else
-					slot->absent = true;
-			}
-			LWLockRelease(ij_workers->lock);
-			if (!installed)
-				proc_exit(0);
+			ij_reaper_report(installed);
 			served = true;
 		}
 
