@@ -6,7 +6,7 @@
  *
  * A claim, a completion, a failure, a heartbeat or a release that a server
  * crash loses costs little: the job runs again, and the token of the lost
- * lease is refused (admission.c moves the token sequence on after every
+ * lease is refused (loader.c moves the token sequence on after every
  * start, so no token is ever handed out twice).  Waiting for the WAL flush
  * at every such commit is what bounds a worker that leases and completes
  * jobs one call after the other.  With synchronous_lease_commit = off, a

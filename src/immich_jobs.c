@@ -4,12 +4,19 @@
  *	  Module entry point of the immich_jobs extension.
  *
  * A durable job queue inside PostgreSQL for Immich: a job table leased
- * with SKIP LOCKED and fenced by lease tokens (lease.c), per-queue
- * admission, counts and wake-ups in shared memory (admission.c), queues and
- * their administration (queue.c), enqueueing (enqueue.c, bulk.c), every
- * statement in one place (plans.c), how lease-only transactions commit
- * (commit.c), the background workers that reclaim expired leases
- * (worker.c), and the settings (settings.c).
+ * with SKIP LOCKED and fenced by lease tokens (lease.c), queues and their
+ * administration (queue.c), enqueueing (enqueue.c, bulk.c), the checks of
+ * the functions' arguments (args.c), every statement in one place
+ * (plans.c), the lookups of the extension's objects (catalog.c), how
+ * lease-only transactions commit (commit.c), the background workers that
+ * reclaim expired leases (worker.c), and the settings (settings.c).
+ *
+ * Per-queue state in shared memory, in layers that each use only the ones
+ * before: the table of entries (shared.c, shared.h), each transaction's
+ * changes to it, applied at commit (xact.c, xact.h), the loaders that fill
+ * it after a start (loader.c), and what is built on them: admission and
+ * the claim cursor (admission.c), reading a queue's settings and counts
+ * (lookup.c), and wake-ups (wakeup.c).
  *
  * Shared memory exists only when the library is preloaded; this file asks
  * for it and hands each part its share.
