@@ -63,7 +63,7 @@ typedef struct IjQueueState
 extern HTAB *ij_queues;
 extern LWLock *ij_lock;
 
-/* order of positions in claim order */
+/* compare two positions in claim order (see doc/claim-cursor.md) */
 static inline int
 ij_pos_cmp(IjPos a, IjPos b)
 {
