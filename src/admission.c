@@ -64,7 +64,7 @@ ij_admission_unshared(IjAdmission *adm)
  * a claim granted none becomes a slot waiter.  adm->own_delta and
  * adm->own_reserved must be set.  The caller holds e's mutex.
  */
-static void
+static inline void
 ij_reserve_locked(IjQueueState *e, bool paused, int32 concurrency, int want,
 				  IjAdmission *adm)
 {
@@ -99,7 +99,7 @@ ij_reserve_locked(IjQueueState *e, bool paused, int32 concurrency, int want,
  * (the cursor, or the head once a second), and what it must know to wake
  * itself and promote delayed jobs.  The caller holds e's mutex.
  */
-static void
+static inline void
 ij_read_cursor_locked(IjQueueState *e, TimestampTz now, IjAdmission *adm)
 {
 	adm->promote = e->count[IJ_COUNT_DELAYED] > 0;

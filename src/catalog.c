@@ -49,16 +49,15 @@ ij_job_relid(void)
 	return cached_relid;
 }
 
-/* the OID of immich_jobs.lease_token_seq */
+/* the OID of one of the extension's relations, immich_jobs.<name> */
 Oid
-ij_token_seq_relid(void)
+ij_catalog_relid(const char *name)
 {
 	Oid			relid;
 
-	relid = get_relname_relid("lease_token_seq",
-							  get_namespace_oid(IJ_SCHEMA, false));
+	relid = get_relname_relid(name, get_namespace_oid(IJ_SCHEMA, false));
 	if (!OidIsValid(relid))
-		elog(ERROR, "sequence immich_jobs.lease_token_seq does not exist");
+		elog(ERROR, "relation immich_jobs.%s does not exist", name);
 	return relid;
 }
 

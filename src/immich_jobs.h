@@ -103,7 +103,7 @@ extern void ij_register_commit_callback(void);
 
 /* catalog.c */
 extern Oid	ij_job_relid(void);
-extern Oid	ij_token_seq_relid(void);
+extern Oid	ij_catalog_relid(const char *name);
 extern char *ij_queue_name_by_id(int32 queue_id);
 
 /* shared.c (and shared.h, for the files that use the table itself) */

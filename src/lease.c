@@ -171,8 +171,16 @@ ij_claim_jobs(FunctionCallInfo fcinfo, IjQueue *queue, text *worker_id,
 
 			strlcpy(name, queue->name, sizeof(name));
 			ij_get_queue(name, queue, IJ_READ_LOCK);
+
+			/*
+			 * A late loader may have given the queue its entry while we
+			 * waited for the row; none can while we hold it.  Admit where
+			 * the others do.
+			 */
+			ij_admit(queue, max_jobs, &adm);
 		}
-		adm.granted = ij_admit_unshared(queue, max_jobs);
+		if (!adm.shared)
+			adm.granted = ij_admit_unshared(queue, max_jobs);
 	}
 
 	if (adm.granted > 0)

@@ -174,7 +174,7 @@ ij_ensure_loaded(void)
 	 * the sequence anyway.  The lock is let go as soon as the counts are
 	 * published, not held until the loader's transaction ends.
 	 */
-	seqrelid = ij_token_seq_relid();
+	seqrelid = ij_catalog_relid("lease_token_seq");
 	LockRelationOid(seqrelid, ShareUpdateExclusiveLock);
 	if (ij_database_loaded(relid))
 	{
@@ -194,6 +194,45 @@ ij_ensure_loaded(void)
 		ij_table_full(full);
 }
 
+/* a late load that could not run is not tried again in this backend before */
+#define IJ_LATE_LOAD_RETRY_MS 1000
+
+/*
+ * Lock the extension's tables for a late load, without waiting: the queue
+ * table in ExclusiveLock (which conflicts with a row locked FOR UPDATE, as
+ * claims on the row path lock their queue's, and with any change), the job
+ * table and the completion log in ShareLock (which conflicts with any
+ * change).  Returns false, holding nothing, if another transaction holds a
+ * conflicting lock.
+ */
+static bool
+ij_lock_for_late_load(Oid *relids)
+{
+	static const LOCKMODE modes[3] = {ExclusiveLock, ShareLock, ShareLock};
+
+	relids[0] = ij_catalog_relid("queue");
+	relids[1] = ij_job_relid();
+	relids[2] = ij_catalog_relid("completed_log");
+	for (int i = 0; i < 3; i++)
+	{
+		if (!ConditionalLockRelationOid(relids[i], modes[i]))
+		{
+			while (--i >= 0)
+				UnlockRelationOid(relids[i], modes[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void
+ij_unlock_for_late_load(const Oid *relids)
+{
+	UnlockRelationOid(relids[2], ShareLock);
+	UnlockRelationOid(relids[1], ShareLock);
+	UnlockRelationOid(relids[0], ExclusiveLock);
+}
+
 /*
  * Give a queue that shared memory does not know its entry, counting its
  * jobs: a queue restored or copied into the database after it was loaded
@@ -202,35 +241,38 @@ ij_ensure_loaded(void)
  * memory instead of on its rows.  Call inside SPI, before this transaction
  * changes the queue's jobs.
  *
- * The count is exact for the reason the database's loader is: no change to
- * the queue's jobs is left out of it, or applied to it twice.  Every
- * transaction that changes the queue's jobs while the queue has no entry
- * holds the queue's load lock in ShareLock from its first change
- * (ij_pending) until it ends, which is after its commit callback.  The
- * loader takes the lock in ExclusiveLock, counts with the latest snapshot
- * and publishes before it lets go.  So a change the count sees was
- * committed, and its callback ran without an entry, before the loader had
- * the lock; a change the count does not see commits after the entry exists
- * and is applied to it.  The loader must not have changed the queue's jobs
- * itself (the count would see its changes, and its commit apply them).
- * A loader that cannot have the lock at once leaves the queue on its rows
- * this time: the next call tries again.
+ * The count is exact when no change to the queue's jobs or settings is in
+ * progress while it is counted and published: a change the count does not
+ * see must commit after the entry exists (its commit callback then applies
+ * it), and a change it sees must have run its commit callback already
+ * (without an entry: it is not applied twice).  So the loader holds, while
+ * it counts and publishes, locks that conflict with every transaction in
+ * progress that has changed the extension's tables, through its functions
+ * or not (a COPY of a parallel pg_restore), or that claims on the queue's
+ * row (ij_lock_for_late_load): such a transaction holds its locks until it
+ * ends, after its commit callback.  It takes them without waiting; if it
+ * cannot, the queue stays on its rows and a later call tries again.  A
+ * claim that found no entry and then waited for its queue's row rereads
+ * the entry (lease.c), so no claim admits on the row while others admit in
+ * shared memory.  The loader must not have changed the queue's jobs itself
+ * (the count would see its changes, and its commit apply them).
  */
 void
 ij_ensure_queue_loaded(int32 queue_id)
 {
-	static TimestampTz last_full = 0;
+	static TimestampTz retry_after = 0;
 	Oid			relid;
+	Oid			relids[3];
 	bool		known;
 	bool		marked;
 	bool		full;
 	bool		warn = false;
-	LOCKTAG		tag;
 	Datum		values[1];
 	IjQueue		queue;
 	int64		counts[IJ_NUM_COUNTS];
 	IjQueueState *e = NULL;
 	bool		found;
+	TimestampTz now;
 
 	if (!ij_shmem_active() || RecoveryInProgress())
 		return;
@@ -238,37 +280,35 @@ ij_ensure_queue_loaded(int32 queue_id)
 	LWLockAcquire(ij_lock, LW_SHARED);
 	known = ij_find(relid, queue_id) != NULL;
 	marked = ij_find(relid, 0) != NULL;
-	full = hash_get_num_entries(ij_queues) >= ij_max_queues;
 	LWLockRelease(ij_lock);
 
 	/* the database's loader has not run: ij_ensure_loaded() loads all */
 	if (known || !marked || ij_has_pending(relid, queue_id))
 		return;
-	/* while the table is full, look for room once a second */
-	if (full)
-	{
-		TimestampTz now = GetCurrentTimestamp();
-
-		if (!TimestampDifferenceExceeds(last_full, now, 1000))
-			return;
-		last_full = now;
-	}
-
-	ij_load_locktag(&tag, relid, queue_id);
-	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+	now = GetCurrentTimestamp();
+	if (now < retry_after)
 		return;
+	retry_after = TimestampTzPlusMilliseconds(now, IJ_LATE_LOAD_RETRY_MS);
+
+	/* room first: a full table is no reason to count */
+	ij_make_room(1);
+	LWLockAcquire(ij_lock, LW_SHARED);
+	full = hash_get_num_entries(ij_queues) >= ij_max_queues;
+	LWLockRelease(ij_lock);
+	if (full || !ij_lock_for_late_load(relids))
+		return;
+
 	values[0] = Int32GetDatum(queue_id);
 	if (ij_execute_latest(IJ_PLAN_COUNTS_QUEUE, values, NULL) == 1)
 	{
 		ij_result_loaded_queue(0, &queue, counts);
-		ij_make_room(1);
 		LWLockAcquire(ij_lock, LW_EXCLUSIVE);
 		e = ij_enter(relid, queue_id, &queue, &found);
 		if (e != NULL && !found)
 			memcpy(e->count, counts, sizeof(e->count));
 		else if (e == NULL)
 		{
-			/* say so once per database, not in every backend */
+			/* filled meanwhile: say so once per database */
 			IjQueueState *marker = ij_find(relid, 0);
 
 			warn = marker != NULL && !marker->full_warned;
@@ -276,8 +316,10 @@ ij_ensure_queue_loaded(int32 queue_id)
 				marker->full_warned = true;
 		}
 		LWLockRelease(ij_lock);
-		if (warn)
-			ij_table_full(queue.name);
 	}
-	LockRelease(&tag, ExclusiveLock, false);
+	ij_unlock_for_late_load(relids);
+	if (e != NULL)
+		retry_after = 0;
+	if (warn)
+		ij_table_full(queue.name);
 }

@@ -88,18 +88,6 @@ ij_lower_locked(IjQueueState *e, IjPos pos)
 	e->cursor_version++;
 }
 
-/*
- * The lock that keeps a queue's late loader (ij_ensure_queue_loaded) apart
- * from the transactions that change the queue's jobs while it has no entry:
- * an object lock in this database, of the job table's OID, the queue's id
- * and sub-id 1 (pg_locks shows it as locktype "object").
- */
-static inline void
-ij_load_locktag(LOCKTAG *tag, Oid relid, int32 queue_id)
-{
-	SET_LOCKTAG_OBJECT(*tag, MyDatabaseId, relid, (uint32) queue_id, 1);
-}
-
 extern IjQueueState *ij_find(Oid relid, int32 queue_id);
 extern IjQueueState *ij_enter(Oid relid, int32 queue_id,
 							  const IjQueue *settings, bool *found);

@@ -33,9 +33,6 @@ static List *pending = NIL;
 
 /*
  * This transaction's pending entry for a queue at the current nesting level.
- * A transaction that records something for a queue without an entry holds
- * the queue's load lock in ShareLock until it ends (see
- * ij_ensure_queue_loaded).
  */
 IjPending *
 ij_pending(int32 queue_id)
@@ -44,7 +41,6 @@ ij_pending(int32 queue_id)
 	Oid			relid = ij_job_relid();
 	ListCell   *lc;
 	IjPending  *p;
-	bool		known;
 	MemoryContext oldcxt;
 
 	foreach(lc, pending)
@@ -53,17 +49,6 @@ ij_pending(int32 queue_id)
 		if (p->queue_id == queue_id && p->nest_level == level &&
 			p->relid == relid)
 			return p;
-	}
-
-	LWLockAcquire(ij_lock, LW_SHARED);
-	known = ij_find(relid, queue_id) != NULL;
-	LWLockRelease(ij_lock);
-	if (!known)
-	{
-		LOCKTAG		tag;
-
-		ij_load_locktag(&tag, relid, queue_id);
-		(void) LockAcquire(&tag, ShareLock, false, false);
 	}
 
 	oldcxt = MemoryContextSwitchTo(TopTransactionContext);

@@ -89,6 +89,14 @@ is($node->safe_psql('again', q{
 # on its row (on the row, the second claim would wait for the first one's
 # transaction: lock_timeout proves it does not).
 $node->safe_psql('postgres', 'DROP DATABASE again');
+# (no reaper from here on: a late load does not wait for a round in
+# progress, and this one must happen at the first claim)
+$node->safe_psql('postgres', "ALTER SYSTEM SET immich_jobs.databases = ''");
+$node->reload;
+ok( $node->poll_query_until(
+		'postgres', q{
+SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'immich_jobs reaper'}),
+	'no reaper runs');
 my $first = $node->background_psql('victim');
 $first->query_safe('BEGIN');
 my $got = $first->query_safe(
