@@ -665,6 +665,11 @@ ij_reaper_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused()
 	LWLockRelease(ij_workers->lock);
 }
 
+/* this reaper has told the launcher what it found */
+static bool reaper_reported = false;
+
+static void ij_reaper_report(bool installed);
+
 /*
  * One round in the reaper's database.  Returns false if the extension is
  * not installed there.
@@ -692,6 +697,9 @@ ij_reaper_round(void)
 
 	if (installed)
 	{
+		/* tell the launcher now, not after a first round that may be long */
+		if (!reaper_reported)
+			ij_reaper_report(true);
 		ij_ensure_loaded();
 		reclaimed = ij_reap_expired();
 		(void) ij_promote_all_due();
@@ -837,6 +845,8 @@ ij_reaper_report(bool installed)
 {
 	IjWorkerSlot *slot;
 
+	reaper_reported = true;
+
 	LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
 	slot = ij_worker_slot(reaper_dboid, false);
 	if (slot != NULL)
@@ -855,8 +865,6 @@ ij_reaper_report(bool installed)
 void
 ij_reaper_main(Datum main_arg)
 {
-	bool		served = false;
-
 	reaper_dboid = DatumGetObjectId(main_arg);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, ij_sigterm);
@@ -880,11 +888,8 @@ ij_reaper_main(Datum main_arg)
 		in_round = false;
 
 		/* tell the launcher, once, that we serve the database; or exit */
-		if (!installed || !served)
-		{
+		if (!installed || !reaper_reported)
 			ij_reaper_report(installed);
-			served = true;
-		}
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -1018,8 +1023,15 @@ ij_owns_database(Oid dboid)
  * CREATE EXTENSION: tell the launcher
  */
 
-/* a statement of this transaction left the database with the extension */
-static bool extension_news = false;
+/*
+ * News for the launcher from this transaction, given when it commits: a
+ * database that may have the extension now (this one after CREATE
+ * EXTENSION, a new one made from a template), or InvalidOid; and whether a
+ * database may have become one to serve (ALTER DATABASE ... ALLOW_CONNECTIONS,
+ * IS_TEMPLATE), which it lists at its next round.
+ */
+static Oid	news_dboid = InvalidOid;
+static bool news_wake = false;
 
 /*
  * Might the database have the extension after this statement, where it had
@@ -1043,36 +1055,45 @@ ij_may_create_extension(Node *parsetree)
 }
 
 /*
- * The transaction that created the extension committed: mark the
- * database's slot, so that the launcher serves it even if a reaper there
- * found no extension a moment ago, and wake the launcher.  No slot free:
- * the launcher looks at every database again.  (A CREATE EXTENSION undone
- * by ROLLBACK TO SAVEPOINT still counts: it costs one look.)
+ * The transaction that created the extension (or a database from a
+ * template) committed: mark the database's slot, so that the launcher
+ * serves it even if a reaper there found no extension a moment ago (or its
+ * OID was a dropped database's), and wake the launcher.  No slot free: the
+ * launcher looks at every database again.  (A CREATE EXTENSION undone by
+ * ROLLBACK TO SAVEPOINT still counts: it costs one look.)
  */
 static void
 ij_worker_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	IjWorkerSlot *slot;
 	PGPROC	   *launcher;
+	Oid			dboid = news_dboid;
 
-	if (!extension_news)
+	if (!OidIsValid(news_dboid) && !news_wake)
 		return;
 	if (event != XACT_EVENT_COMMIT)
 	{
 		/* aborted, or prepared: then COMMIT PREPARED has the news */
 		if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
 			event == XACT_EVENT_PARALLEL_ABORT)
-			extension_news = false;
+		{
+			news_dboid = InvalidOid;
+			news_wake = false;
+		}
 		return;
 	}
-	extension_news = false;
+	news_dboid = InvalidOid;
+	news_wake = false;
 
 	LWLockAcquire(ij_workers->lock, LW_EXCLUSIVE);
-	slot = ij_worker_slot(MyDatabaseId, true);
-	if (slot != NULL)
-		slot->check = true;
-	else
-		ij_workers->check_all = true;
+	if (OidIsValid(dboid))
+	{
+		slot = ij_worker_slot(dboid, true);
+		if (slot != NULL)
+			slot->check = true;
+		else
+			ij_workers->check_all = true;
+	}
 	launcher = ij_workers->launcher;
 	LWLockRelease(ij_workers->lock);
 	if (launcher != NULL)
@@ -1087,6 +1108,7 @@ ij_utility_hook(PlannedStmt *pstmt, const char *queryString,
 {
 	Oid			dboid = ij_ddl_database(pstmt->utilityStmt);
 	bool		may_create = ij_may_create_extension(pstmt->utilityStmt);
+	bool		had_extension = false;
 
 	/*
 	 * Only for those allowed to run the command on that database (they own
@@ -1095,6 +1117,10 @@ ij_utility_hook(PlannedStmt *pstmt, const char *queryString,
 	if (OidIsValid(dboid) &&
 		(ij_workers == NULL || !ij_owns_database(dboid)))
 		dboid = InvalidOid;
+
+	/* news only when the extension was not there before the statement */
+	if (may_create && ij_workers != NULL && IsTransactionState())
+		had_extension = OidIsValid(get_extension_oid("immich_jobs", true));
 
 	PG_TRY();
 	{
@@ -1117,10 +1143,16 @@ ij_utility_hook(PlannedStmt *pstmt, const char *queryString,
 	PG_END_TRY();
 
 	/* the statement succeeded: tell the launcher when it commits */
-	if (may_create && ij_workers != NULL && !extension_news &&
-		IsTransactionState() &&
+	if (ij_workers == NULL || !IsTransactionState())
+		return;
+	if (may_create && !had_extension &&
 		OidIsValid(get_extension_oid("immich_jobs", true)))
-		extension_news = true;
+		news_dboid = MyDatabaseId;
+	else if (IsA(pstmt->utilityStmt, CreatedbStmt))
+		news_dboid = get_database_oid(((CreatedbStmt *) pstmt->utilityStmt)->dbname,
+									  true);
+	else if (IsA(pstmt->utilityStmt, AlterDatabaseStmt))
+		news_wake = true;
 }
 
 /* in every backend (the library is preloaded): the hook and its callback */

@@ -12,6 +12,7 @@
 #    and found without the extension, gets its reaper at once after CREATE
 #    EXTENSION, with reaper_interval = 1h so that no timer could have found
 #    it, and the reaper reclaims the lease that expired in that transaction.
+#    So is a database made from a template that has the extension.
 # 3. With max_worker_processes = 3 (the launcher and two reapers), 13
 #    databases without the extension take no worker slot: the two that have
 #    it are served.  A third one is not, and the log says so once over many
@@ -219,6 +220,19 @@ ok( $node->log_contains(
 		qr/immich_jobs reaper LOG:  immich_jobs reclaimed 1 expired lease in database "late"/,
 		$offset),
 	'the log says so');
+
+# CREATE DATABASE ... TEMPLATE of a database that has the extension runs no
+# CREATE EXTENSION: the new database is news all the same, served at once
+sql('postgres', 'CREATE DATABASE tmpl');
+sql('tmpl', 'SET client_min_messages = warning; CREATE EXTENSION immich_jobs');
+ok(served('tmpl'), 'the template-to-be is served');
+# an expired lease, after its reaper's round (the next is an hour away):
+# the copy has it, for the new database's first round to reclaim
+sql('tmpl', expired_lease_sql('SELECT 1'));
+sql('postgres', 'CREATE DATABASE fromtmpl TEMPLATE tmpl');
+ok(served('fromtmpl'),
+	'a database made from a template that has the extension is served at once');
+ok(reclaimed('fromtmpl'), 'and its expired lease is reclaimed');
 
 $node->stop;
 
