@@ -6,6 +6,10 @@
 #    work.  Each client logs every complete, with its result, in the
 #    transaction of the complete, so the log has exactly what committed: every
 #    job must end completed exactly once, none lost, and queue_counts exact.
+#    The first drain cannot end before the crash: the complete of one job,
+#    a tenth of the way in, cannot commit while the test holds a lock (a
+#    gate), and the crash comes once a client waits there, in the middle of
+#    that complete, while the others are at work.
 # 2. The reaper itself is killed with kill -9: the postmaster restarts the
 #    server (crash recovery), a launcher and a reaper start again, and an
 #    expired lease is reclaimed.
@@ -69,10 +73,18 @@ CREATE TABLE done_log (
 });
 is(sql('SELECT count(*) FROM enqueued'), $njobs, "$njobs jobs enqueued");
 
+# The gate: the complete of the job a tenth of the way in commits only
+# while the test does not hold this advisory lock (it holds it during the
+# first drain; the crash takes it away).
+my $gate_lock = 50;
+my $gate_id = sql('SELECT min(job_id) FROM enqueued') + $njobs / 10;
+
 # One client: claims up to 5 jobs (autocommit), then completes them one at
-# a time, logging each complete in its own transaction.  When a claim comes
-# back empty it backs off 5 ms, and it ends once no job is waiting, delayed
-# or active.
+# a time, logging each complete in its own transaction; a complete of the
+# gate's job that succeeded waits for the gate before its commit (it holds
+# the job's row meanwhile: the reaper cannot reclaim it, nobody else can
+# complete it).  When a claim comes back empty it backs off 5 ms, and it
+# ends once no job is waiting, delayed or active.
 sub client_sql
 {
 	my ($client) = @_;
@@ -101,6 +113,9 @@ BEGIN
 		END IF;
 		FOR k IN 1 .. array_length(ids, 1) LOOP
 			ok := immich_jobs.complete(ids[k], tokens[k]);
+			IF ok AND ids[k] = $gate_id THEN
+				PERFORM pg_advisory_xact_lock_shared($gate_lock);
+			END IF;
 			INSERT INTO done_log VALUES (ids[k], attempts[k], ok, $client);
 			COMMIT;
 		END LOOP;
@@ -153,25 +168,35 @@ sub finish_clients
 	return $all_ok;
 }
 
-# the drain, cut off by an immediate shutdown once a tenth of the jobs
-# are done.  One session polls, every 10 ms: poll_query_until starts psql
-# each time, and lags so much behind a fast drain that it may end first.
+# The drain, cut off by an immediate shutdown once a client waits at the
+# gate: by then about a tenth of the jobs are done, that client is in the
+# middle of a complete (the crash will cut that lease off, whenever it
+# comes), the other clients are at work wherever they are, and none of them
+# can end: whatever the time the stop takes to come, the gate's job stays
+# active until the crash.  (A count of jobs done polled for instead could
+# be outrun: on a loaded machine the drain once finished between the poll
+# and the stop.)  The poller holds the gate; its session dies in the crash,
+# which opens it.
 my $poller = $node->background_psql('postgres');
+$poller->query_safe("SELECT pg_advisory_lock($gate_lock)");
 my @clients = start_clients(1);
 my $poll_until = time + $deadline_s;
-my $under_way;
+my $at_gate;
 while (time < $poll_until)
 {
 	# (16.2's BackgroundPsql leaves a newline after the result)
-	$under_way = ($poller->query_safe(
-		"SELECT count(*) >= $njobs / 10 FROM done_log WHERE ok") =~ s/\n+\z//r) eq 't';
-	last if $under_way;
+	$at_gate = ($poller->query_safe(qq{
+SELECT count(*) > 0 FROM pg_catalog.pg_locks
+ WHERE locktype = 'advisory' AND objid = $gate_lock AND NOT granted})
+		  =~ s/\n+\z//r) eq 't';
+	last if $at_gate;
 	usleep(10_000);
 }
-ok($under_way, 'the drain is under way');
-$poller->quit;
+ok($at_gate, 'the drain is under way: a client waits at the gate');
 my $log_offset = -s $node->logfile;
 $node->stop('immediate');
+# (its session is gone: this ends its psql)
+eval { $poller->quit };
 ok(!finish_clients(0, @clients),
 	'the clients lost their connections in the crash');
 $node->start;

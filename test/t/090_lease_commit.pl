@@ -181,7 +181,9 @@ is( sql(
 	'counts are exact after the crashes');
 
 # 4. without the preload the setting changes nothing
-$node->adjust_conf('postgresql.conf', 'shared_preload_libraries', "''");
+# (append_conf, not adjust_conf: 14's PostgresNode has no adjust_conf; the
+# last setting in the file wins)
+$node->append_conf('postgresql.conf', "shared_preload_libraries = ''");
 $node->restart;
 sql(q{SELECT immich_jobs.enqueue_many('q',
 	(SELECT jsonb_agg(jsonb_build_object('name', 'j')) FROM generate_series(1, 20)))});

@@ -23,11 +23,17 @@ for (const kind of DRIVERS) {
   describe(`connection failures (${kind})`, () => {
     const name = (suffix: string): string => `${kind}.r.${suffix}`;
 
-    it('survives a crash and restart of the server in the middle of a drain', async () => {
+    /**
+     * A drain of 3,000 jobs by one worker (concurrency 16), the server
+     * crashed (pg_ctl restart -m immediate) once a third of them have run.
+     * Returns how many jobs ran more than once.
+     */
+    async function crashMidDrain(suffix: string, synchronousLeaseCommit: boolean): Promise<number> {
       const client = new JobsClient({
         driver: server.cluster.driver(kind), pollInterval: 200, backoff: { initialDelay: 50, maxDelay: 500 },
+        synchronousLeaseCommit,
       });
-      const q = client.queue(name('crash'));
+      const q = client.queue(name(suffix));
       // short leases: a claim whose answer the crash cut off comes back soon
       await q.create({ concurrency: 16, leaseTimeout: 2_000, maxAttempts: 100 });
       const total = 3_000;
@@ -54,9 +60,33 @@ for (const kind of DRIVERS) {
       assert.ok(errors.length > 0, 'the failure was reported');
       assert.ok(errors.every((e) => e instanceof ConnectionError), 'as connection errors');
       assert.equal(runs.size, total, 'no job was lost');
-      const twice = [...runs.values()].filter((n) => n > 1).length;
-      assert.ok(twice <= 64, `${twice} jobs ran twice (those in flight at the crash)`);
       await client.close();
+      return [...runs.values()].filter((n) => n > 1).length;
+    }
+
+    it('survives a crash and restart of the server in the middle of a drain', async (t) => {
+      // By default leases commit without waiting for the WAL flush: the
+      // crash may lose the claims and completions of its last moments (up
+      // to three wal_writer_delay, longer on a loaded machine), and those
+      // jobs run again (completions the worker sends again after the
+      // restart are kept).  How many depends on the time and the rate:
+      // nothing to bound here (measured on 17.6: 0 to 334 jobs a run, each
+      // time exactly the jobs first leased in the last 30 to 90 ms before
+      // the crash, run again under the same attempt: their claims were lost).
+      const twice = await crashMidDrain('crash', false);
+      t.diagnostic(`${twice} jobs ran twice (their claims or completions lost in the crash)`);
+    });
+
+    it('with synchronous lease commits, runs again only the jobs it held at the crash', async () => {
+      // Nothing that committed is lost: a job runs again only if its lease
+      // was held at the crash (running, claimed by a call whose answer the
+      // crash cut off, or its completion not committed yet) and expired
+      // before the worker could complete it.  The worker holds at most
+      // 4 x concurrency leases at once: concurrency running or asked for,
+      // and the completions of each of its two calls in flight and of its
+      // buffer, each at most what was running.
+      const twice = await crashMidDrain('crash.sync', true);
+      assert.ok(twice <= 4 * 16, `${twice} jobs ran twice (at most those held at the crash)`);
     });
 
     it('goes on after its sessions are terminated', async () => {
