@@ -277,10 +277,12 @@ SELECT immich_jobs.enqueue('err.hb', 'job') > 0 AS enqueued;
 SELECT job_id AS hb_id, lease_token AS hb_tok
   FROM immich_jobs.claim('err.hb', 'w') \gset
 BEGIN;
-SELECT immich_jobs.heartbeat(:hb_id, :hb_tok, '1 second') = statement_timestamp() + interval '1 second'
-       AS one_second;
-SELECT immich_jobs.heartbeat(:hb_id, :hb_tok, '7 days') = statement_timestamp() + interval '7 days'
-       AS seven_days;
+WITH h AS MATERIALIZED (SELECT immich_jobs.heartbeat(:hb_id, :hb_tok, '1 second') AS e)
+SELECT e BETWEEN statement_timestamp() + interval '1 second'
+             AND clock_timestamp() + interval '1 second' AS one_second FROM h;
+WITH h AS MATERIALIZED (SELECT immich_jobs.heartbeat(:hb_id, :hb_tok, '7 days') AS e)
+SELECT e BETWEEN statement_timestamp() + interval '7 days'
+             AND clock_timestamp() + interval '7 days' AS seven_days FROM h;
 ROLLBACK;
 SELECT immich_jobs.heartbeat(:hb_id, :hb_tok, '0.5 seconds');
 SELECT immich_jobs.fail(:hb_id, :hb_tok, 'x', '8 days');

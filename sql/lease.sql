@@ -47,12 +47,13 @@ SELECT immich_jobs.enqueue('lease.adm', 'a' || i, jsonb_build_object('i', i)) > 
        AS enqueued
   FROM generate_series(1, 8) i;
 -- max_jobs 2: two jobs, each with attempt 1, a token, and a lease of the
--- queue's lease_timeout from the start of the claim's statement (which lies
--- between the start of its transaction and the start of the next statement)
+-- queue's lease_timeout from the moment of the claim (which lies between
+-- the start of its statement and the start of the next statement)
 BEGIN;
 INSERT INTO held SELECT * FROM immich_jobs.claim('lease.adm', 'worker-A', 2)
 RETURNING job_name, payload, attempt, lease_token IS NOT NULL AS has_token,
-          lease_expires_at = statement_timestamp() + interval '5 minutes' AS expires_in_5_min;
+          lease_expires_at BETWEEN statement_timestamp() + interval '5 minutes'
+                               AND clock_timestamp() + interval '5 minutes' AS expires_in_5_min;
 SELECT job_name, state, attempt, worker_id, started_at = now() AS started_now,
        lease_expires_at BETWEEN now() + interval '5 minutes'
                             AND statement_timestamp() + interval '5 minutes' AS expires_in_5_min
@@ -284,9 +285,26 @@ SELECT attempt, run_at - now() AS retry_after FROM immich_jobs.jobs
 COMMIT;
 SELECT * FROM counts WHERE queue_name = 'lease.cap';
 
+-- in a DO block (one statement, however long it runs) a lease runs from the
+-- claim, not from the start of the block
+SELECT immich_jobs.create_queue('lease.do', lease_timeout => '1 minute');
+SELECT immich_jobs.enqueue('lease.do', 'late') > 0 AS enqueued;
+CREATE TEMP TABLE lease_do (claimed_after timestamptz, expires timestamptz);
+DO $$
+DECLARE
+  t timestamptz;
+BEGIN
+  PERFORM pg_sleep(0.01);
+  t := clock_timestamp();
+  INSERT INTO lease_do
+  SELECT t, lease_expires_at FROM immich_jobs.claim('lease.do', 'w');
+END $$;
+SELECT expires >= claimed_after + interval '1 minute' AS from_the_claim FROM lease_do;
+SELECT immich_jobs.drop_queue('lease.do', force => true);
+DROP TABLE lease_do;
 --
 -- heartbeat: the lease now ends at extend_by, or the queue's lease_timeout,
--- after the start of the heartbeat's statement; nothing else changes
+-- after the heartbeat; nothing else changes
 --
 SELECT immich_jobs.create_queue('lease.hb', lease_timeout => '10 minutes');
 SELECT immich_jobs.enqueue('lease.hb', 'hb') > 0 AS enqueued;
@@ -294,13 +312,13 @@ INSERT INTO held SELECT * FROM immich_jobs.claim('lease.hb', 'w1')
 RETURNING job_name, attempt;
 SELECT immich_jobs.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb'), '2 hours') AS expiry,
        statement_timestamp() AS at \gset hb_
-SELECT :'hb_expiry'::timestamptz - :'hb_at'::timestamptz AS extended_by;
+SELECT date_trunc('second', :'hb_expiry'::timestamptz - :'hb_at'::timestamptz) AS extended_by;
 SELECT state, attempt, pg_temp.cur_tok(job_id) = pg_temp.tok('hb') AS same_token,
        lease_expires_at = :'hb_expiry' AS returned_expiry
   FROM immich_jobs.jobs WHERE job_name = 'hb';
 SELECT immich_jobs.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb')) AS expiry,
        statement_timestamp() AS at \gset hb_
-SELECT :'hb_expiry'::timestamptz - :'hb_at'::timestamptz AS extended_by;
+SELECT date_trunc('second', :'hb_expiry'::timestamptz - :'hb_at'::timestamptz) AS extended_by;
 SELECT state, attempt, pg_temp.cur_tok(job_id) = pg_temp.tok('hb') AS same_token,
        lease_expires_at = :'hb_expiry' AS returned_expiry
   FROM immich_jobs.jobs WHERE job_name = 'hb';
@@ -308,7 +326,7 @@ SELECT state, attempt, pg_temp.cur_tok(job_id) = pg_temp.tok('hb') AS same_token
 SELECT immich_jobs.alter_queue('lease.hb', lease_timeout => '1 hour');
 SELECT immich_jobs.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb'), NULL) AS expiry,
        statement_timestamp() AS at \gset hb_
-SELECT :'hb_expiry'::timestamptz - :'hb_at'::timestamptz AS extended_by;
+SELECT date_trunc('second', :'hb_expiry'::timestamptz - :'hb_at'::timestamptz) AS extended_by;
 SELECT * FROM counts WHERE queue_name = 'lease.hb';
 -- a token that is not current gets NULL
 SELECT immich_jobs.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb') + 1000) AS stale;

@@ -48,7 +48,7 @@ SELECT job_name, max_attempts FROM immich_jobs.jobs
 BEGIN;
 INSERT INTO held SELECT * FROM immich_jobs.claim('queues.named', 'w1')
 RETURNING job_name, attempt,
-          lease_expires_at - statement_timestamp() AS lease_length;
+          date_trunc('second', lease_expires_at - statement_timestamp()) AS lease_length;
 COMMIT;
 SELECT immich_jobs.complete(job_id, lease_token) FROM held WHERE job_name = 'n1';
 
@@ -110,7 +110,7 @@ SELECT job_name, max_attempts FROM immich_jobs.jobs
  WHERE queue_name = 'queues.alter' ORDER BY job_id;
 BEGIN;
 INSERT INTO held SELECT * FROM immich_jobs.claim('queues.alter', 'w1', 2)
-RETURNING job_name, attempt, lease_expires_at - statement_timestamp() AS lease_length;
+RETURNING job_name, attempt, date_trunc('second', lease_expires_at - statement_timestamp()) AS lease_length;
 COMMIT;
 SELECT immich_jobs.complete(job_id, lease_token) FROM held
  WHERE job_name IN ('before', 'after') ORDER BY job_id;

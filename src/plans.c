@@ -40,10 +40,12 @@
 #define TIMES " OPERATOR(pg_catalog.*) "
 #define NOW " pg_catalog.now() "
 /*
- * Leases are timed from the start of the statement, not of the transaction:
- * a claim or heartbeat late in a long transaction gets its full lease.
+ * Leases are timed from the clock when they are taken or extended, not from
+ * the start of the transaction or of the statement: a claim or heartbeat
+ * late in a long transaction, or in a DO block or procedure (one statement,
+ * however long it runs), gets its full lease.
  */
-#define LEASE_NOW " pg_catalog.statement_timestamp() "
+#define LEASE_NOW " pg_catalog.clock_timestamp() "
 #define CHAR(c) " '" c "'::pg_catalog.\"char\" "
 #define NEXT_JOB_ID \
 	" pg_catalog.nextval('immich_jobs.job_id_seq'::pg_catalog.regclass) "
