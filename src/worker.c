@@ -1118,8 +1118,13 @@ ij_utility_hook(PlannedStmt *pstmt, const char *queryString,
 		(ij_workers == NULL || !ij_owns_database(dboid)))
 		dboid = InvalidOid;
 
-	/* news only when the extension was not there before the statement */
-	if (may_create && ij_workers != NULL && IsTransactionState())
+	/*
+	 * News only when the extension was not there before the statement.
+	 * (Not looked up before COMMIT PREPARED: on 18 the extension that it
+	 * commits was then not seen after it, in this backend.)
+	 */
+	if (may_create && ij_workers != NULL && IsTransactionState() &&
+		!IsA(pstmt->utilityStmt, TransactionStmt))
 		had_extension = OidIsValid(get_extension_oid("immich_jobs", true));
 
 	PG_TRY();
@@ -1145,6 +1150,7 @@ ij_utility_hook(PlannedStmt *pstmt, const char *queryString,
 	/* the statement succeeded: tell the launcher when it commits */
 	if (ij_workers == NULL || !IsTransactionState())
 		return;
+
 	if (may_create && !had_extension &&
 		OidIsValid(get_extension_oid("immich_jobs", true)))
 		news_dboid = MyDatabaseId;
