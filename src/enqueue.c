@@ -387,6 +387,17 @@ ij_json_int(int index, const char *key, JsonbValue *v, int32 lo, int32 hi)
 	return result;
 }
 
+/* a string value of element index, of at most max bytes, as text */
+static text *
+ij_json_text(int index, const char *key, JsonbValue *v, const char *what,
+			 int max)
+{
+	if (v->type != jbvString)
+		ij_bad_element(index, key, "a string", v);
+	ij_check_length(what, v->val.string.val, v->val.string.len, max, index);
+	return cstring_to_text_with_len(v->val.string.val, v->val.string.len);
+}
+
 /*
  * Read the value v of the key key of element index into job; a run_at goes
  * to *run_at, and sets *run_at_given.
@@ -396,14 +407,7 @@ ij_read_element_key(int index, const char *key, JsonbValue *v, IjNewJob *job,
 					bool *run_at_given, TimestampTz *run_at)
 {
 	if (strcmp(key, "name") == 0)
-	{
-		if (v->type != jbvString)
-			ij_bad_element(index, key, "a string", v);
-		ij_check_length("job name", v->val.string.val, v->val.string.len,
-						IJ_JOB_NAME_MAX, index);
-		job->name = cstring_to_text_with_len(v->val.string.val,
-											 v->val.string.len);
-	}
+		job->name = ij_json_text(index, key, v, "job name", IJ_JOB_NAME_MAX);
 	else if (strcmp(key, "payload") == 0)
 	{
 		job->payload = JsonbValueToJsonb(v);
@@ -428,14 +432,7 @@ ij_read_element_key(int index, const char *key, JsonbValue *v, IjNewJob *job,
 		*run_at_given = true;
 	}
 	else if (strcmp(key, "dedup_key") == 0)
-	{
-		if (v->type != jbvString)
-			ij_bad_element(index, key, "a string", v);
-		ij_check_length("dedup key", v->val.string.val, v->val.string.len,
-						IJ_KEY_MAX, index);
-		job->dedup_key = cstring_to_text_with_len(v->val.string.val,
-												  v->val.string.len);
-	}
+		job->dedup_key = ij_json_text(index, key, v, "dedup key", IJ_KEY_MAX);
 	else if (strcmp(key, "dedup_mode") == 0)
 	{
 		if (v->type != jbvString)
