@@ -46,9 +46,10 @@
  *	- DROP DATABASE, ALTER DATABASE ... RENAME / SET TABLESPACE, CREATE
  *	  DATABASE ... TEMPLATE refuse to run while anyone is connected to the
  *	  database.  A ProcessUtility hook (in every backend, as the library is
- *	  preloaded) stops the database's reaper first, waits until it has gone,
- *	  and keeps the launcher from starting another until a few seconds after
- *	  the command.
+ *	  preloaded) stops the database's reaper first (SIGUSR2: it leaves
+ *	  quietly, a round in progress cancelled), waits until it has gone, and
+ *	  keeps the launcher from starting another until a few seconds after the
+ *	  command.
  *
  * Shared state: an IjWorkerSlot for each database that has a reaper, is
  * kept from having one by DDL, or has news for the launcher, under
@@ -235,9 +236,9 @@ ij_register_launcher(void)
 }
 
 /*
- * SIGTERM (shutdown, or the hook stopping a reaper): between rounds a worker
- * just leaves, quietly; during a round, which may wait for a lock, it dies
- * at once as any backend would.
+ * SIGTERM (shutdown, pg_terminate_backend): between rounds a worker just
+ * leaves, quietly; during a round or while it connects, either of which may
+ * wait for a lock, it dies at once as any backend would.
  */
 static volatile sig_atomic_t in_round = false;
 
@@ -248,6 +249,33 @@ ij_sigterm(SIGNAL_ARGS)
 		die(postgres_signal_arg);
 	else
 		SignalHandlerForShutdownRequest(postgres_signal_arg);
+}
+
+/*
+ * SIGUSR2: DDL that needs the database to itself asks its reaper to leave
+ * (ij_stop_reaper).  That is no failure, so the reaper leaves quietly, with
+ * exit code 0: a round in progress, which may wait for a lock, is cancelled
+ * (it rolls back and logs nothing); a connection in progress is completed
+ * first (it waits for a lock IJ_CONNECT_LOCK_TIMEOUT at most, less than the
+ * hook waits for the reaper to leave).
+ */
+static volatile sig_atomic_t ddl_stop = false;
+static volatile sig_atomic_t round_cancellable = false;
+
+static void
+ij_sigusr2(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	ddl_stop = true;
+	ShutdownRequestPending = true;
+	if (round_cancellable)
+	{
+		QueryCancelPending = true;
+		InterruptPending = true;
+	}
+	SetLatch(MyLatch);
+	errno = save_errno;
 }
 
 /*
@@ -738,13 +766,18 @@ ij_reaper_round_safe(bool *installed)
 
 	PG_TRY();
 	{
+		round_cancellable = true;
 		*installed = ij_reaper_round();
+		round_cancellable = false;
 	}
 	PG_CATCH();
 	{
+		round_cancellable = false;
 		HOLD_INTERRUPTS();
 		MemoryContextSwitchTo(cxt);
-		EmitErrorReport();
+		/* the cancel of a round asked to leave is no error to log */
+		if (!ddl_stop)
+			EmitErrorReport();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
@@ -868,6 +901,7 @@ ij_reaper_main(Datum main_arg)
 	reaper_dboid = DatumGetObjectId(main_arg);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, ij_sigterm);
+	pqsignal(SIGUSR2, ij_sigusr2);
 	BackgroundWorkerUnblockSignals();
 
 	/* publish our pid before connecting, unless DDL wants us away */
@@ -876,6 +910,8 @@ ij_reaper_main(Datum main_arg)
 	before_shmem_exit(ij_reaper_detach, (Datum) 0);
 
 	ij_reaper_connect();
+	if (ddl_stop)
+		proc_exit(0);
 
 	for (;;)
 	{
@@ -886,6 +922,8 @@ ij_reaper_main(Datum main_arg)
 		if (!ij_reaper_round_safe(&installed))
 			wait = Max(wait, IJ_RETRY_MS);
 		in_round = false;
+		if (ddl_stop)
+			proc_exit(0);
 
 		/* tell the launcher, once, that we serve the database; or exit */
 		if (!installed || !reaper_reported)
@@ -930,7 +968,7 @@ ij_stop_reaper(Oid dboid, TimestampTz until)
 	if (pid == 0)
 		return;
 
-	(void) kill(pid, SIGTERM);
+	(void) kill(pid, SIGUSR2);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   IJ_STOP_WAIT_MS);
 	for (;;)

@@ -155,6 +155,38 @@ is(scalar(@bad), 0, 'the server log has no ERROR or FATAL lines, and no immich_j
   or diag join("\n", @bad);
 
 #
+# DDL stops a reaper whose round waits for a lock: the round is cancelled
+# and the reaper leaves at once, quietly (no ERROR or FATAL of its own, exit
+# code 0), and the DDL goes on.  (A SIGTERM would end it with a FATAL.)
+#
+$node->start;
+sql('postgres', 'CREATE DATABASE db5');
+sql('db5', 'CREATE EXTENSION immich_jobs');
+wait_served('db5', 'a database whose rounds will wait');
+my $locker = $node->background_psql('db5', on_error_stop => 0);
+$locker->query_safe('BEGIN');
+$locker->query_safe('LOCK TABLE immich_jobs.job IN ACCESS EXCLUSIVE MODE');
+ok( $node->poll_query_until(
+		'postgres', reapers_query('db5') . q{ AND wait_event_type = 'Lock'}, '1'),
+	"the reaper of \"db5\" waits for the table's lock in its round");
+my $reaper = sql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'immich_jobs reaper' AND datname = 'db5'}
+);
+my $offset = -s $node->logfile;
+cmp_ok(timed('postgres', 'DROP DATABASE db5 WITH (FORCE)'),
+	'<', 5, 'DROP DATABASE ... WITH (FORCE) took less than 5 s');
+eval { $locker->quit; };    # its session was terminated by the DROP
+$node->stop;
+my @reaper_lines = grep { /\[$reaper\]/ && /\b(ERROR|FATAL|PANIC):/ }
+  split /\n/, substr(slurp_file($node->logfile), $offset);
+is(scalar(@reaper_lines), 0, 'the reaper stopped in its round logged no ERROR or FATAL')
+  or diag join("\n", @reaper_lines);
+unlike(
+	substr(slurp_file($node->logfile), $offset),
+	qr/\(PID $reaper\) (exited with exit code [1-9]|was terminated by signal)/,
+	'the reaper stopped in its round exited with code 0');
+
+#
 # Without the preload
 #
 my $plain = PostgreSQL::Test::Cluster->new('plain');
