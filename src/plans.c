@@ -407,9 +407,19 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"DELETE FROM immich_jobs.completed_log WHERE queue_id" EQ "$1",
 		1, {INT4OID}
 	},
+	/*
+	 * The bulk changes of a queue's jobs lock their rows in job_id order
+	 * first, whatever order their plans read them in (a sequential scan, or
+	 * job_finished_idx): two of them on the same rows then wait for each
+	 * other instead of deadlocking.
+	 */
 	[IJ_PLAN_DELETE_JOBS] = {
 		"WITH d AS (DELETE FROM immich_jobs.job"
-		"            WHERE queue_id" EQ "$1 AND state" EQ "ANY ($2)"
+		"            WHERE job_id" EQ "ANY (ARRAY("
+		"                  SELECT job_id FROM immich_jobs.job"
+		"                   WHERE queue_id" EQ "$1 AND state" EQ "ANY ($2)"
+		"                   ORDER BY job_id FOR UPDATE))"
+		"              AND state" EQ "ANY ($2)"
 		"           RETURNING state)"
 		"SELECT state, pg_catalog.count(*) AS n FROM d GROUP BY state",
 		2, {INT4OID, CHARARRAYOID}
@@ -418,7 +428,11 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"WITH u AS (UPDATE immich_jobs.job"
 		"              SET state =" CHAR("w") ", attempt = 0,"
 		"                  run_at =" NOW ", finished_at = NULL"
-		"            WHERE state" EQ CHAR("f") "AND queue_id" EQ "$1"
+		"            WHERE job_id" EQ "ANY (ARRAY("
+		"                  SELECT job_id FROM immich_jobs.job"
+		"                   WHERE state" EQ CHAR("f") "AND queue_id" EQ "$1"
+		"                   ORDER BY job_id FOR UPDATE))"
+		"              AND state" EQ CHAR("f")
 		"           RETURNING 1)"
 		"SELECT pg_catalog.count(*) AS retried FROM u",
 		1, {INT4OID}
