@@ -43,6 +43,15 @@ export interface JobsClientOptions {
   operationTimeout?: number;
   /** The backoff between retries (default 100 ms doubling up to 5 s, with jitter). */
   backoff?: BackoffOptions;
+  /**
+   * How long a worker waits for the answer to one of its lease statements
+   * (complete_and_claim, heartbeat, fail, release), in ms (default 10,000),
+   * and at most a third of the shortest lease it has been given: then it
+   * takes the connection for broken and sends the statement again (its
+   * completions with it), so that a driver that never answers cannot let a
+   * finished job's lease run out.
+   */
+  callTimeout?: number;
 }
 
 /** How a statement is retried when its connection fails. */
@@ -63,6 +72,7 @@ export interface ClientSettings {
   readonly listenPollInterval: number;
   readonly operationTimeout: number;
   readonly backoff: BackoffOptions;
+  readonly callTimeout: number;
 }
 
 export interface JobsClient {
@@ -97,6 +107,7 @@ export class JobsClient extends EventEmitter {
       listenPollInterval: options.listenPollInterval ?? 30_000,
       operationTimeout: options.operationTimeout ?? 30_000,
       backoff: options.backoff ?? {},
+      callTimeout: options.callTimeout ?? 10_000,
     };
     this.driver.onBackgroundError = (err) => {
       this.report(err);

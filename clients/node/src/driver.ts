@@ -14,6 +14,20 @@ export type SqlValue = string | number | boolean | null;
 /** A result row: column name to value. */
 export type Row = Record<string, unknown>;
 
+/** Options of one call. */
+export interface QueryOptions {
+  /**
+   * Stop waiting for the answer after this many ms: the call rejects with an
+   * error whose `code` is `QUERY_TIMEOUT` (a connection failure after which
+   * the statement may still run, or have run), and the place it took in the
+   * driver's pool is given to the next call.  Workers set it on their lease
+   * statements: a driver was seen to leave a query unanswered for 10 s, or
+   * for good, after its sessions were terminated.  The drivers that ship with
+   * the package honour it; the client enforces it for any driver too.
+   */
+  timeout?: number;
+}
+
 /** Something statements can be run on. */
 export interface Queryable {
   /**
@@ -21,7 +35,7 @@ export interface Queryable {
    * Outside `transaction`, on any connection of the pool, in a transaction
    * of its own.  Rejects with what the driver threw.
    */
-  query(text: string, values: readonly SqlValue[]): Promise<Row[]>;
+  query(text: string, values: readonly SqlValue[], options?: QueryOptions): Promise<Row[]>;
 }
 
 /** Called by a LISTEN connection. */
@@ -53,4 +67,39 @@ export interface Driver extends Queryable {
   onBackgroundError?: ((error: unknown) => void) | undefined;
   /** Close every connection this driver opened. */
   end(): Promise<void>;
+}
+
+/** The error of a call that got no answer within its `timeout`. */
+export class QueryTimeoutError extends Error {
+  override readonly name: string = 'QueryTimeoutError';
+  readonly code = 'QUERY_TIMEOUT';
+
+  constructor(timeout: number) {
+    super(`no answer from the database within ${timeout} ms`);
+  }
+}
+
+/**
+ * `run()`, or a QueryTimeoutError once `timeout` ms have passed without its
+ * answer (which is then dropped).  Without a timeout, `run()` itself.
+ */
+export function settleWithin<T>(run: () => Promise<T>, timeout: number | undefined): Promise<T> {
+  if (timeout === undefined || !(timeout > 0) || !Number.isFinite(timeout)) {
+    return run();
+  }
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new QueryTimeoutError(timeout)), timeout);
+    let promise: Promise<T>;
+    try {
+      promise = run();
+    } catch (err) {
+      clearTimeout(timer);
+      reject(err);
+      return;
+    }
+    promise.then(
+      (value) => { clearTimeout(timer); resolve(value); },
+      (err: unknown) => { clearTimeout(timer); reject(err); },
+    );
+  });
 }

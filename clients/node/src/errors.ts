@@ -98,6 +98,7 @@ const CONNECT_CODES = new Set([
 const CONNECTION_CODES = new Set([
   'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED',
   'CONNECTION_CLOSED', 'CONNECTION_DESTROYED', 'CONNECTION_ENDED',
+  'QUERY_TIMEOUT', // no answer within a call's timeout (driver.ts)
   '57P01', // admin_shutdown: pg_terminate_backend, a fast shutdown
   '57P02', // crash_shutdown: another backend crashed
   '57P05', // idle_session_timeout

@@ -3,6 +3,7 @@
  */
 import pg from 'pg';
 
+import { settleWithin } from './driver.js';
 import type { Driver, ListenCallbacks, ListenConnection, Queryable, Row, SqlValue } from './driver.js';
 
 /** Options of `pgDriver`: a `pg.Pool`'s, or a pool of your own. */
@@ -68,7 +69,8 @@ export function pgDriver(options: PgDriverOptions = {}): Driver {
   const driver: Driver = {
     maxConnections: pool.options.max ?? 10,
 
-    query: (text, values) => query(pool, text, values),
+    query: (text, values, queryOptions) =>
+      settleWithin(() => query(pool, text, values), queryOptions?.timeout),
 
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       const client = await pool.connect();

@@ -3,6 +3,7 @@
  */
 import postgres from 'postgres';
 
+import { settleWithin } from './driver.js';
 import type { Driver, ListenCallbacks, ListenConnection, Queryable, Row, SqlValue } from './driver.js';
 
 /** Options of `postgresDriver`. */
@@ -53,14 +54,19 @@ class Gate {
     this.free = Math.max(1, size);
   }
 
-  async run<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Run fn() when a place is free.  With a timeout (counted from when fn()
+   * starts), the place is given back once it has passed even if fn() has
+   * not settled: a query postgres.js never answers must not keep it.
+   */
+  async run<T>(fn: () => Promise<T>, timeout?: number): Promise<T> {
     if (this.free > 0) {
       this.free--;
     } else {
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     }
     try {
-      return await fn();
+      return await settleWithin(fn, timeout);
     } finally {
       const next = this.waiting.shift();
       if (next !== undefined) {
@@ -96,7 +102,8 @@ export function postgresDriver(given: PostgresDriverOptions = {}): Driver {
   return {
     maxConnections: sql.options.max,
 
-    query: (text, values) => gate.run(() => run(sql, text, values)),
+    query: (text, values, queryOptions) =>
+      gate.run(() => run(sql, text, values), queryOptions?.timeout),
 
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       const result = await gate.run(

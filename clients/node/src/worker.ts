@@ -24,7 +24,10 @@
  *
  * Failures.  A call that fails is retried with backoff, its completions
  * with it, and the failure is reported as an 'error' event: nothing a driver
- * throws escapes.  Completions commit without waiting for the WAL flush
+ * throws escapes.  A call that gets no answer within its timeout (callTimeout,
+ * and a third of the lease) fails the same way: postgres.js was seen to leave
+ * a query unanswered for 10 s, or for good, after its sessions were
+ * terminated, and a completion waiting behind it would outlive its lease.  Completions commit without waiting for the WAL flush
  * (unless synchronousLeaseCommit): after any connection failure the worker
  * sends the completions of the last client.resendWindow ms again (three
  * wal_writer_delay and a second), in case a server crash lost them; their
@@ -36,6 +39,7 @@ import { hostname } from 'node:os';
 
 import { Backoff, sleep } from './backoff.js';
 import type { JobsClient } from './client.js';
+import { settleWithin } from './driver.js';
 import type { Row, SqlValue } from './driver.js';
 import { ClosedError, failureKind, InvalidArgumentError, JobsError } from './errors.js';
 import * as sql from './sql.js';
@@ -178,6 +182,8 @@ export class Worker<P = unknown> extends EventEmitter {
   private retryTimer: NodeJS.Timeout | undefined;
   private beatTimer: NodeJS.Timeout | undefined;
   private beatAt = Infinity;
+  /** the shortest lease a claim or heartbeat has given this worker, in ms */
+  private shortestLease = Infinity;
   private retryAt = 0;
   private readonly backoff: Backoff;
   private readonly ops = new Set<Promise<void>>();
@@ -307,7 +313,7 @@ export class Worker<P = unknown> extends EventEmitter {
     const tokens = sql.bigintArray(completions.map((c) => c.token));
     this.calls++;
     this.asked += ask;
-    this.client.driver.query(this.statements.claim, [this.queue, this.workerId, ask, ids, tokens]).then(
+    this.leaseCall(this.statements.claim, [this.queue, this.workerId, ask, ids, tokens]).then(
       (rows) => {
         this.calls--;
         this.asked -= ask;
@@ -496,6 +502,7 @@ export class Worker<P = unknown> extends EventEmitter {
 
   /** The lease was renewed (or taken) with leaseMs left: beat at half of it. */
   private leaseRenewed(running: Running<P>, leaseMs: number): void {
+    this.shortestLease = Math.min(this.shortestLease, leaseMs);
     const now = Date.now();
     running.expiresAt = now + leaseMs;
     this.beatLater(running, now + leaseMs / 2);
@@ -535,7 +542,7 @@ export class Worker<P = unknown> extends EventEmitter {
   private beat(running: Running<P>): void {
     running.beating = true;
     const current = (): boolean => this.running.get(running.token) === running && !running.lost;
-    this.client.driver.query(this.statements.heartbeat, [running.job.id, running.token]).then(
+    this.leaseCall(this.statements.heartbeat, [running.job.id, running.token]).then(
       (rows) => {
         running.beating = false;
         if (!current()) {
@@ -580,7 +587,7 @@ export class Worker<P = unknown> extends EventEmitter {
     const backoff = new Backoff(this.client.settings.backoff);
     for (;;) {
       try {
-        return await this.client.driver.query(text, values);
+        return await this.leaseCall(text, values);
       } catch (err) {
         this.client.report(err, this);
         if (failureKind(err) === 'database' || this.stopped) {
@@ -590,6 +597,19 @@ export class Worker<P = unknown> extends EventEmitter {
         await sleep(backoff.next(), this.stopping.signal);
       }
     }
+  }
+
+  /**
+   * Run a lease statement, waiting for its answer callTimeout ms at most,
+   * and a third of the shortest lease this worker was given: a statement
+   * left unanswered fails as a broken connection would (QUERY_TIMEOUT), and
+   * is sent again, so that a completion still lands within its lease.  The
+   * driver is asked to keep to it; the worker enforces it whatever the driver.
+   */
+  private leaseCall(text: string, values: readonly SqlValue[]): Promise<Row[]> {
+    const timeout = Math.min(this.client.settings.callTimeout,
+      Math.max(1_000, Math.floor(this.shortestLease / 3)));
+    return settleWithin(() => this.client.driver.query(text, values, { timeout }), timeout);
   }
 
   private track(op: Promise<void>): void {

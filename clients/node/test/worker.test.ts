@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { ClosedError, JobsClient, LeaseLostError, type Job } from '../src/index.js';
+import { ClosedError, ConnectionError, JobsClient, LeaseLostError, type Job } from '../src/index.js';
 import { DRIVERS, recording, serverForThisFile, waitFor } from './cluster.js';
 
 const server = serverForThisFile();
@@ -215,6 +215,57 @@ for (const kind of DRIVERS) {
       await worker.close();
       assert.deepEqual(refused, [], 'their refusal (they were completed) is not reported');
       await client.close();
+    });
+
+    it('sends a completion again when its call gets no answer, before the lease runs out', async () => {
+      // a driver that never answers the first call carrying a completion,
+      // whatever timeout it is given (postgres.js was seen to do so after
+      // its sessions were terminated)
+      const real = server.cluster.driver(kind);
+      let swallowed = 0;
+      const driver = recording({
+        get maxConnections() { return real.maxConnections; },
+        query(text, values, options) {
+          if (text.includes('complete_and_claim') && values[3] !== '{}' && swallowed === 0) {
+            swallowed++;
+            return new Promise(() => undefined);
+          }
+          return real.query(text, values, options);
+        },
+        transaction: (fn) => real.transaction(fn),
+        listen: (channel, callbacks) => real.listen(channel, callbacks),
+        end: () => real.end(),
+      });
+      const client = new JobsClient({ driver, listen: false, pollInterval: 50, callTimeout: 300 });
+      const q = client.queue(name('unanswered'));
+      await q.create({ leaseTimeout: 3_000 });
+      const id = await q.enqueue('once');
+      let runs = 0;
+      const worker = client.worker(q.name, () => { runs++; });
+      const errors: Error[] = [];
+      worker.on('error', (err) => errors.push(err));
+      const t0 = Date.now();
+      await waitFor(async () => (await jobState(id)) === undefined, 'the job to be completed');
+      const took = Date.now() - t0;
+      await worker.close();
+      assert.equal(swallowed, 1, 'the first completion got no answer');
+      assert.equal(runs, 1, 'the job ran once');
+      assert.ok(took < 3_000, `completed within its lease (${took} ms)`);
+      assert.equal((await q.counts()).completed, 1);
+      const timeout = errors.find((e) => (e.cause as { code?: unknown })?.code === 'QUERY_TIMEOUT');
+      assert.ok(timeout instanceof ConnectionError && timeout.maybeApplied,
+        `reported as a ConnectionError that may have applied (${errors.map((e) => e.message).join('; ')})`);
+      await client.close();
+    });
+
+    it('gives up waiting for an answer after the timeout of a call', async () => {
+      const driver = server.cluster.driver(kind);
+      const t0 = Date.now();
+      await assert.rejects(driver.query('SELECT pg_sleep(3)', [], { timeout: 200 }),
+        (err: { code?: unknown }) => err.code === 'QUERY_TIMEOUT');
+      const took = Date.now() - t0;
+      assert.ok(took >= 190 && took < 2_000, `after about 200 ms (${took} ms)`);
+      await driver.end();
     });
 
     it('works without prepared statements (PgBouncer in transaction mode)', async () => {
