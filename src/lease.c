@@ -301,6 +301,66 @@ ij_complete(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(done);
 }
 
+typedef struct IjLeasePair
+{
+	int64		id;
+	int64		token;
+} IjLeasePair;
+
+static int
+ij_cmp_pair(const void *a, const void *b)
+{
+	const IjLeasePair *x = (const IjLeasePair *) a;
+	const IjLeasePair *y = (const IjLeasePair *) b;
+
+	if (x->id != y->id)
+		return (x->id > y->id) - (x->id < y->id);
+	return (x->token > y->token) - (x->token < y->token);
+}
+
+/*
+ * The pairs in job_id order: completing them then locks their rows in the
+ * order every bulk change of jobs does (see plans.c), whatever the plan, so
+ * a completion cannot deadlock with drop_queue(force => true).
+ */
+static void
+ij_sort_pairs(ArrayType **ids, ArrayType **tokens)
+{
+	Datum	   *id_elems;
+	Datum	   *token_elems;
+	int			n;
+	int			ntokens;
+	IjLeasePair *pairs;
+	bool		sorted = true;
+
+	deconstruct_array(*ids, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &id_elems, NULL, &n);
+	for (int i = 1; i < n && sorted; i++)
+		sorted = DatumGetInt64(id_elems[i - 1]) <= DatumGetInt64(id_elems[i]);
+	if (sorted)
+		return;
+	deconstruct_array(*tokens, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &token_elems, NULL, &ntokens);
+	Assert(ntokens == n);
+	pairs = palloc(sizeof(IjLeasePair) * n);
+	for (int i = 0; i < n; i++)
+	{
+		pairs[i].id = DatumGetInt64(id_elems[i]);
+		pairs[i].token = DatumGetInt64(token_elems[i]);
+	}
+	qsort(pairs, n, sizeof(IjLeasePair), ij_cmp_pair);
+	for (int i = 0; i < n; i++)
+	{
+		id_elems[i] = Int64GetDatum(pairs[i].id);
+		token_elems[i] = Int64GetDatum(pairs[i].token);
+	}
+	*ids = construct_array(id_elems, n, INT8OID, sizeof(int64),
+						   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	*tokens = construct_array(token_elems, n, INT8OID, sizeof(int64),
+							  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	pfree(pairs);
+}
+
 /* the job_ids and lease_tokens arguments, starting at argno, checked */
 static void
 ij_lease_pairs_args(FunctionCallInfo fcinfo, int argno,
@@ -320,6 +380,7 @@ ij_lease_pairs_args(FunctionCallInfo fcinfo, int argno,
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("job_ids and lease_tokens must not contain nulls")));
+	ij_sort_pairs(ids, tokens);
 }
 
 static int

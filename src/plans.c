@@ -458,7 +458,7 @@ static const IjPlanDef plan_defs[IJ_NUM_PLANS] = {
 		"WITH o AS (SELECT job_id, state FROM immich_jobs.job"
 		"            WHERE queue_id" EQ "$1 AND dedup_key" EQ "$2"
 		"              AND state" EQ "ANY ('{w,d,f}'::pg_catalog.\"char\"[])"
-		"              FOR UPDATE)"
+		"            ORDER BY job_id FOR UPDATE)"
 		"UPDATE immich_jobs.job j"
 		"   SET state =" CHAR("x") ", finished_at =" NOW
 		"  FROM o"

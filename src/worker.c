@@ -767,6 +767,11 @@ ij_reaper_round_safe(bool *installed)
 	PG_TRY();
 	{
 		round_cancellable = true;
+		/* asked to leave before the round could be cancelled */
+		if (ddl_stop)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("immich_jobs reaper asked to leave")));
 		*installed = ij_reaper_round();
 		round_cancellable = false;
 	}
@@ -776,7 +781,7 @@ ij_reaper_round_safe(bool *installed)
 		HOLD_INTERRUPTS();
 		MemoryContextSwitchTo(cxt);
 		/* the cancel of a round asked to leave is no error to log */
-		if (!ddl_stop)
+		if (!ddl_stop || geterrcode() != ERRCODE_QUERY_CANCELED)
 			EmitErrorReport();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
