@@ -17,13 +17,16 @@ export type Row = Record<string, unknown>;
 /** Options of one call. */
 export interface QueryOptions {
   /**
-   * Stop waiting for the answer after this many ms: the call rejects with an
-   * error whose `code` is `QUERY_TIMEOUT` (a connection failure after which
-   * the statement may still run, or have run), and the place it took in the
-   * driver's pool is given to the next call.  Workers set it on their lease
-   * statements: a driver was seen to leave a query unanswered for 10 s, or
-   * for good, after its sessions were terminated.  The drivers that ship with
-   * the package honour it; the client enforces it for any driver too.
+   * Stop waiting for the answer after this many ms, counted from the call
+   * (waiting for a connection of the pool included): the call rejects with
+   * an error whose `code` is `QUERY_TIMEOUT` (a connection failure after
+   * which the statement may still run, or have run).  The postgres.js
+   * driver then gives the call's place in its pool to the next call, and
+   * does not send at all a call whose time ran out while it waited for a
+   * place; node-postgres's pool keeps the connection until the query
+   * settles.  Workers set it on their lease statements: postgres.js
+   * was seen to leave a query unanswered for 10 s, or for good, after its
+   * sessions were terminated.  The client enforces it for any driver too.
    */
   timeout?: number;
 }
@@ -84,8 +87,11 @@ export class QueryTimeoutError extends Error {
  * answer (which is then dropped).  Without a timeout, `run()` itself.
  */
 export function settleWithin<T>(run: () => Promise<T>, timeout: number | undefined): Promise<T> {
-  if (timeout === undefined || !(timeout > 0) || !Number.isFinite(timeout)) {
+  if (timeout === undefined || !Number.isFinite(timeout)) {
     return run();
+  }
+  if (!(timeout > 0)) {
+    return Promise.reject(new QueryTimeoutError(0));
   }
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(new QueryTimeoutError(timeout)), timeout);

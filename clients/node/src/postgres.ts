@@ -3,7 +3,7 @@
  */
 import postgres from 'postgres';
 
-import { settleWithin } from './driver.js';
+import { QueryTimeoutError, settleWithin } from './driver.js';
 import type { Driver, ListenCallbacks, ListenConnection, Queryable, Row, SqlValue } from './driver.js';
 
 /** Options of `postgresDriver`. */
@@ -55,18 +55,34 @@ class Gate {
   }
 
   /**
-   * Run fn() when a place is free.  With a timeout (counted from when fn()
-   * starts), the place is given back once it has passed even if fn() has
-   * not settled: a query postgres.js never answers must not keep it.
+   * Run fn() when a place is free.  With a timeout (counted from this call),
+   * a call still waiting for a place when it has passed is not run at all,
+   * and a call that runs gives its place back once it has passed even if
+   * fn() has not settled: a query postgres.js never answers must not keep
+   * it.
    */
   async run<T>(fn: () => Promise<T>, timeout?: number): Promise<T> {
+    const deadline = timeout === undefined ? Infinity : Date.now() + timeout;
     if (this.free > 0) {
       this.free--;
     } else {
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
+      await new Promise<void>((resolve, reject) => {
+        const waiter = (): void => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = deadline === Infinity ? undefined : setTimeout(() => {
+          const at = this.waiting.indexOf(waiter);
+          if (at >= 0) {
+            this.waiting.splice(at, 1);
+            reject(new QueryTimeoutError(timeout ?? 0));
+          }
+        }, Math.max(0, deadline - Date.now()));
+        this.waiting.push(waiter);
+      });
     }
     try {
-      return await settleWithin(fn, timeout);
+      return await settleWithin(fn, deadline === Infinity ? undefined : deadline - Date.now());
     } finally {
       const next = this.waiting.shift();
       if (next !== undefined) {
@@ -102,6 +118,9 @@ export function postgresDriver(given: PostgresDriverOptions = {}): Driver {
   return {
     maxConnections: sql.options.max,
 
+    // (no cancel of a query that timed out: postgres.js 3.4.9's cancel()
+    // drops the promise of its cancel request, whose failure, the server
+    // being away, would be an unhandled rejection)
     query: (text, values, queryOptions) =>
       gate.run(() => run(sql, text, values), queryOptions?.timeout),
 

@@ -268,6 +268,21 @@ for (const kind of DRIVERS) {
       await driver.end();
     });
 
+    if (kind === 'postgres') {
+      it('does not send a call whose timeout passed while it waited for a connection', async () => {
+        const driver = server.cluster.driver(kind, { max: 1 });
+        await server.cluster.sql('CREATE TABLE IF NOT EXISTS gate_probe (n int)');
+        const busy = driver.query('SELECT pg_catalog.pg_sleep(0.6)', []);
+        await assert.rejects(driver.query('INSERT INTO gate_probe VALUES (1)', [], { timeout: 200 }),
+          (err: { code?: unknown }) => err.code === 'QUERY_TIMEOUT');
+        await busy;
+        // the next call runs after the one that timed out would have
+        const [row] = await driver.query('SELECT count(*)::int AS n FROM gate_probe', []);
+        assert.equal(row?.['n'], 0, 'the INSERT was never sent');
+        await driver.end();
+      });
+    }
+
     it('works without prepared statements (PgBouncer in transaction mode)', async () => {
       const client = new JobsClient({
         driver: server.cluster.driver(kind, { prepare: false }), listen: false, pollInterval: 50,
