@@ -29,7 +29,7 @@ REGRESS = install queues enqueue enqueue_many enqueue_many_bulk lease complete_a
 REGRESS_OPTS = --inputdir=.
 
 # isolation tests: test/isolation/specs/<name>.spec, .../expected/<name>.out
-ISOLATION = claim-race admission complete-reap cancel-complete pause-claim dedup-race wakeup heartbeat-release bulk-reindex rr-claim-cursor recreate-rollback enqueue-drop complete-claim dedup-kept late-load clear-retry
+ISOLATION = claim-race admission complete-reap cancel-complete pause-claim dedup-race wakeup heartbeat-release bulk-reindex rr-claim-cursor recreate-rollback enqueue-drop complete-claim dedup-kept late-load clear-retry complete-drop
 ISOLATION_OPTS = --inputdir=test/isolation
 
 # TAP tests (PostgreSQL::Test::Cluster): test/t/*.pl
