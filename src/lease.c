@@ -321,10 +321,11 @@ ij_cmp_pair(const void *a, const void *b)
 /*
  * The pairs in job_id order: completing them then locks their rows in the
  * order every bulk change of jobs does (see plans.c), whatever the plan, so
- * a completion cannot deadlock with drop_queue(force => true).
+ * a completion cannot deadlock with drop_queue(force => true).  *id_values
+ * and *nids get the ids, sorted.
  */
 static void
-ij_sort_pairs(ArrayType **ids, ArrayType **tokens)
+ij_sort_pairs(ArrayType **ids, ArrayType **tokens, Datum **id_values, int *nids)
 {
 	Datum	   *id_elems;
 	Datum	   *token_elems;
@@ -335,6 +336,8 @@ ij_sort_pairs(ArrayType **ids, ArrayType **tokens)
 
 	deconstruct_array(*ids, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
 					  TYPALIGN_DOUBLE, &id_elems, NULL, &n);
+	*id_values = id_elems;
+	*nids = n;
 	for (int i = 1; i < n && sorted; i++)
 		sorted = DatumGetInt64(id_elems[i - 1]) <= DatumGetInt64(id_elems[i]);
 	if (sorted)
@@ -361,10 +364,14 @@ ij_sort_pairs(ArrayType **ids, ArrayType **tokens)
 	pfree(pairs);
 }
 
-/* the job_ids and lease_tokens arguments, starting at argno, checked */
+/*
+ * The job_ids and lease_tokens arguments, starting at argno, checked and
+ * sorted by job_id; *id_values and *nids get the ids.
+ */
 static void
 ij_lease_pairs_args(FunctionCallInfo fcinfo, int argno,
-					ArrayType **ids, ArrayType **tokens)
+					ArrayType **ids, ArrayType **tokens,
+					Datum **id_values, int *nids)
 {
 	ij_require_arg(fcinfo, argno, "job_ids");
 	ij_require_arg(fcinfo, argno + 1, "lease_tokens");
@@ -380,7 +387,7 @@ ij_lease_pairs_args(FunctionCallInfo fcinfo, int argno,
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("job_ids and lease_tokens must not contain nulls")));
-	ij_sort_pairs(ids, tokens);
+	ij_sort_pairs(ids, tokens, id_values, nids);
 }
 
 static int
@@ -457,8 +464,10 @@ ij_complete_many(PG_FUNCTION_ARGS)
 	int64	   *done;
 	int64		freed;
 	int			n;
+	Datum	   *id_values;
+	int			nids;
 
-	ij_lease_pairs_args(fcinfo, 0, &ids, &tokens);
+	ij_lease_pairs_args(fcinfo, 0, &ids, &tokens, &id_values, &nids);
 
 	ij_lease_call_begin();
 	SPI_connect();
@@ -499,7 +508,7 @@ ij_complete_and_claim(PG_FUNCTION_ARGS)
 	ij_require_arg(fcinfo, 2, "max_jobs");
 	max_jobs = PG_GETARG_INT32(2);
 	ij_check_int_range("max_jobs", max_jobs, 0, IJ_CONCURRENCY_MAX);
-	ij_lease_pairs_args(fcinfo, 3, &ids, &tokens);
+	ij_lease_pairs_args(fcinfo, 3, &ids, &tokens, &id_values, &nids);
 	ij_init_srf(fcinfo);
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
@@ -519,8 +528,6 @@ ij_complete_and_claim(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	/* the pairs that completed nothing */
-	deconstruct_array(ids, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
-					  TYPALIGN_DOUBLE, &id_values, NULL, &nids);
 	for (int i = 0; i < nids; i++)
 	{
 		int64		id = DatumGetInt64(id_values[i]);
