@@ -47,10 +47,9 @@ export interface JobsClientOptions {
    * How long a worker waits for the answer to one of its lease statements
    * (complete_and_claim, heartbeat, fail, release), in ms (default 10,000),
    * and at most a third of the shortest lease it has been given (but at
-   * least 1,000 ms): then it
-   * takes the connection for broken and sends the statement again (its
-   * completions with it), so that a driver that never answers cannot let a
-   * finished job's lease run out.
+   * least 1,000 ms): then it takes the connection for broken and sends the
+   * statement again (its completions with it), so that a driver that never
+   * answers cannot let a finished job's lease run out.
    */
   callTimeout?: number;
 }

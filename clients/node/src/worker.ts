@@ -27,7 +27,8 @@
  * throws escapes.  A call that gets no answer within its timeout (callTimeout,
  * and a third of the lease) fails the same way: postgres.js was seen to leave
  * a query unanswered for 10 s, or for good, after its sessions were
- * terminated, and a completion waiting behind it would outlive its lease.  Completions commit without waiting for the WAL flush
+ * terminated, and a completion waiting behind it would outlive its lease.
+ * Completions commit without waiting for the WAL flush
  * (unless synchronousLeaseCommit): after any connection failure the worker
  * sends the completions of the last client.resendWindow ms again (three
  * wal_writer_delay and a second), in case a server crash lost them; their
